@@ -1,0 +1,170 @@
+"""Shared setup: config validation, input checks, and the input/params functions of the rules."""
+
+import os
+import re
+
+from snakemake.exceptions import WorkflowError
+
+from synthlora.config import ConfigError, check_characters, config_problem
+from synthlora.io import content_hash, read_json
+from synthlora.kohya import training_fingerprint
+from synthlora.plan import pixel_inputs, shot_by_key
+from synthlora.selection import selected_keys
+
+_problem = config_problem(config, os.path.join(workflow.basedir, "config", "config.schema.yaml"))
+if _problem:
+    raise WorkflowError(_problem)
+try:
+    check_characters(config)
+except ConfigError as e:
+    raise WorkflowError(str(e))
+
+CHARACTERS = list(config["characters"])
+DEMO = config["demo_models_dir"].rstrip("/")
+DEMO_MODELS = ("sdxl", "vlm", "embedder")
+
+
+wildcard_constraints:
+    character="|".join(re.escape(c) for c in CHARACTERS),
+    key="[0-9a-f]{16}",
+
+
+def character(wildcards):
+    return config["characters"][wildcards.character]
+
+
+def model_input(path):
+    """A demo model is built by a rule, so it is an input; ancient() because a shot's key already
+    names its model, and rebuilding the demo models must not regenerate every image."""
+    if path.rstrip("/") in {f"{DEMO}/{name}" for name in DEMO_MODELS}:
+        return [ancient(path.rstrip("/"))]
+    return []
+
+
+_json_cache = {}
+
+
+def cached_json(path):
+    """Parse each version of a file once: params functions ask for it once per job."""
+    stamp = os.stat(path).st_mtime_ns
+    hit = _json_cache.get(path)
+    if hit is None or hit[0] != stamp:
+        hit = _json_cache[path] = (stamp, read_json(path))
+    return hit[1]
+
+
+def plan_of(wildcards):
+    return cached_json(checkpoints.plan.get(character=wildcards.character).output[0])
+
+
+def planned_keys(wildcards):
+    return [shot["key"] for shot in plan_of(wildcards)["shots"]]
+
+
+def selected_of(wildcards):
+    return selected_keys(checkpoints.select.get(character=wildcards.character).output[0])
+
+
+# ---- analyze ---------------------------------------------------------------------------------
+
+
+def analyze_input(wildcards):
+    ch = character(wildcards)
+    inputs = {
+        "reference": ch["reference"],
+        "description": ch["description"],
+        "instruction": config["analyze"]["instruction"],
+        "schema": ch["features_schema"],
+    }
+    if config["analyze"]["backend"] == "manual":
+        inputs["manual"] = ch["features_manual"]
+    else:
+        inputs["model"] = model_input(config["analyze"]["model"])
+    return inputs
+
+
+def analyze_settings(wildcards):
+    """What changes the analysis; the device does not."""
+    return {k: v for k, v in config["analyze"].items() if k != "device"}
+
+
+# ---- generate --------------------------------------------------------------------------------
+
+
+def generate_input(wildcards):
+    plan_of(wildcards)  # the shot comes from the plan: wait for the checkpoint
+    return {"model": model_input(config["generate"]["model"])}
+
+
+def shot_of(wildcards):
+    return shot_by_key(plan_of(wildcards), wildcards.key)
+
+
+# ---- select ----------------------------------------------------------------------------------
+
+
+def select_input(wildcards):
+    keys = planned_keys(wildcards)
+    base = f"results/{wildcards.character}"
+    return {
+        "scores": [f"{base}/scores/{k}.json" for k in keys],
+        "provenance": [f"{base}/images/{k}.json" for k in keys],
+    }
+
+
+# ---- caption / dataset -------------------------------------------------------------------------
+
+
+def caption_vocabulary():
+    return {cat: sorted(config["plan"][cat]) for cat in config["caption"]["categories"]}
+
+
+def caption_settings(wildcards):
+    """Everything a caption's text depends on besides its image."""
+    return {
+        "trigger": character(wildcards)["trigger"],
+        "vocabulary": caption_vocabulary(),
+        **{k: v for k, v in config["caption"].items() if k != "device"},
+    }
+
+
+def dataset_input(wildcards):
+    keys = selected_of(wildcards)
+    base = f"results/{wildcards.character}"
+    return {
+        "selection": f"{base}/selection.tsv",
+        "images": [f"{base}/images/{k}.png" for k in keys],
+        "captions": [f"{base}/captions/{k}.txt" for k in keys],
+    }
+
+
+# ---- kohya config / train ----------------------------------------------------------------------
+
+
+def dataset_dir(wildcards):
+    return f"results/{wildcards.character}/dataset"
+
+
+def lora_dir(wildcards):
+    return f"results/{wildcards.character}/lora"
+
+
+def train_input(wildcards):
+    """All ancient(): the LoRA's content is named by the fingerprint param, so a byte-identical
+    rebuild of the dataset or TOMLs upstream in the same run does not retrain."""
+    selected_of(wildcards)  # the fingerprint needs the selection: wait for the checkpoint
+    base = f"results/{wildcards.character}"
+    return {
+        "dataset": ancient(f"{base}/dataset"),
+        "tag_frequency": ancient(f"{base}/tag_frequency.json"),
+        "dataset_toml": ancient(f"{base}/kohya/dataset.toml"),
+        "train_toml": ancient(f"{base}/kohya/train.toml"),
+        "model": model_input(config["train"]["base_model"]),
+    }
+
+
+def train_fingerprint(wildcards):
+    return training_fingerprint(
+        config["train"], wildcards.character, lora_dir(wildcards), dataset_dir(wildcards),
+        character(wildcards)["trigger"], selected_of(wildcards), caption_settings(wildcards),
+    )

@@ -1,0 +1,17 @@
+rule dataset:
+    """Assemble the kohya dataset folder (hard links + captions) and the tag frequencies."""
+    input:
+        unpack(dataset_input),
+    output:
+        dataset=directory("results/{character}/dataset"),
+        tag_frequency="results/{character}/tag_frequency.json",
+    log:
+        "logs/{character}/dataset.log",
+    params:
+        subset=lambda w: f"{config['train']['num_repeats']}_{character(w)['trigger']}",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/dataset.py"

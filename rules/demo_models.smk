@@ -1,0 +1,14 @@
+rule build_demo_models:
+    """Build the tiny random-weight demo models (SDXL pipeline, vision-language model, CLIP embedder)."""
+    output:
+        sdxl=directory(f"{DEMO}/sdxl"),
+        vlm=directory(f"{DEMO}/vlm"),
+        embedder=directory(f"{DEMO}/embedder"),
+    log:
+        "logs/build_demo_models.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/build_demo_models.py"

@@ -1,0 +1,19 @@
+rule generate:
+    """Render one planned shot; its key names everything that determines its pixels."""
+    input:
+        unpack(generate_input),
+    output:
+        image="results/{character}/images/{key}.png",
+        provenance="results/{character}/images/{key}.json",
+    log:
+        "logs/{character}/generate/{key}.log",
+    benchmark:
+        "benchmarks/{character}/generate/{key}.tsv"
+    params:
+        shot=shot_of,
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=15,
+    script:
+        "../scripts/generate.py"

@@ -1,0 +1,17 @@
+checkpoint plan:
+    """Turn the features into N deterministic shots, each with a prompt and a content key."""
+    input:
+        features="results/{character}/features.json",
+    output:
+        "results/{character}/plan.json",
+    log:
+        "logs/{character}/plan.log",
+    params:
+        plan=config["plan"],
+        generate=pixel_inputs(config["generate"]),
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/plan.py"

@@ -1,0 +1,15 @@
+from PIL import Image
+
+from synthlora.backends import make_captioner
+from synthlora.captions import format_caption
+from synthlora.io import write_text
+from synthlora.scripting import job
+
+with job(snakemake):
+    s = snakemake.params.settings
+    captioner = make_captioner({**s, "device": snakemake.config["caption"]["device"]})
+    with Image.open(snakemake.input.image) as im:
+        tags = captioner.tag(im.convert("RGB"), s["vocabulary"], s["instruction"])
+    caption = format_caption(s["trigger"], s["always"], tags, s["categories"])
+    print(caption)
+    write_text(snakemake.output[0], caption + "\n")

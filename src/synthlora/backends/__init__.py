@@ -1,0 +1,41 @@
+"""Backends per stage, chosen by ``<stage>.backend`` in config. Heavy imports happen only here, lazily."""
+
+from __future__ import annotations
+
+from synthlora.backends.base import Analyzer, Captioner, Generator
+
+ANALYZE_BACKENDS = ("manual", "transformers")
+GENERATE_BACKENDS = ("diffusers",)
+CAPTION_BACKENDS = ("transformers",)
+
+
+def make_analyzer(cfg: dict, features_manual: str | None = None) -> Analyzer:
+    backend = cfg["backend"]
+    if backend == "manual":
+        from synthlora.backends.manual import ManualAnalyzer
+
+        return ManualAnalyzer(features_manual)
+    if backend == "transformers":
+        from synthlora.backends.transformers_vlm import TransformersAnalyzer
+
+        return TransformersAnalyzer(cfg["model"], device=cfg["device"], dtype=cfg["dtype"],
+                                    max_string_tokens=cfg["max_string_tokens"], max_items=cfg["max_items"])
+    raise ValueError(f"analyze.backend {backend!r} is not one of {ANALYZE_BACKENDS}")
+
+
+def make_generator(cfg: dict) -> Generator:
+    backend = cfg["backend"]
+    if backend == "diffusers":
+        from synthlora.backends.diffusers_gen import DiffusersGenerator
+
+        return DiffusersGenerator(cfg["model"], device=cfg["device"], dtype=cfg["dtype"])
+    raise ValueError(f"generate.backend {backend!r} is not one of {GENERATE_BACKENDS}")
+
+
+def make_captioner(cfg: dict) -> Captioner:
+    backend = cfg["backend"]
+    if backend == "transformers":
+        from synthlora.backends.transformers_vlm import TransformersCaptioner
+
+        return TransformersCaptioner(cfg["model"], device=cfg["device"], dtype=cfg["dtype"])
+    raise ValueError(f"caption.backend {backend!r} is not one of {CAPTION_BACKENDS}")

@@ -1,0 +1,41 @@
+"""The small interfaces every model-backed stage talks to, and the shared device choice.
+
+Backends are chosen in config (``<stage>.backend``) and built by ``synthlora.backends.make_*``.
+Later backends (``openai`` for analyze/caption/generate, ``folder`` for bring-your-own renders)
+implement the same protocols.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
+
+
+class Analyzer(Protocol):
+    def analyze(self, reference: Path, description: str, instruction: str, schema: dict,
+                attempt: int = 0) -> str:
+        """Return the character's features as JSON text (validated by the caller)."""
+
+
+class Generator(Protocol):
+    def generate(self, shot: dict) -> tuple[Image.Image, dict[str, Any]]:
+        """Return the image for ``shot`` and provenance fields to record beside it."""
+
+
+class Captioner(Protocol):
+    def tag(self, image: Image.Image, vocabulary: dict[str, list[str]], instruction: str) -> dict[str, str]:
+        """Return one tag per vocabulary category, each a member of that category's list."""
+
+
+def resolve_device(device: str = "auto") -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
