@@ -26,7 +26,7 @@ include: "rules/train.smk"
 
 
 rule all:
-    """Every character's trained LoRA (and everything it is built from)."""
+    """Every character's trained LoRA and every planned image."""
     input:
-        expand("results/{character}/lora/{character}.safetensors", character=CHARACTERS),
+        final_targets,
     default_target: True

@@ -65,6 +65,17 @@ def selected_of(wildcards):
     return selected_keys(checkpoints.select.get(character=wildcards.character).output[0])
 
 
+def final_targets(wildcards):
+    """Each character's LoRA, and every planned image: an image deleted by hand is made again
+    (Snakemake would otherwise skip a missing intermediate whose dependants are current)."""
+    targets = []
+    for c in CHARACTERS:
+        plan = cached_json(checkpoints.plan.get(character=c).output[0])
+        targets += [f"results/{c}/images/{shot['key']}.png" for shot in plan["shots"]]
+        targets.append(f"results/{c}/lora/{c}.safetensors")
+    return targets
+
+
 # ---- analyze ---------------------------------------------------------------------------------
 
 
@@ -97,7 +108,17 @@ def generate_input(wildcards):
 
 
 def shot_of(wildcards):
-    return shot_by_key(plan_of(wildcards), wildcards.key)
+    """The shot behind images/{key}.png. A key that left the plan can still be asked about (a
+    downstream input function may read a selection that is about to be redone); its provenance
+    sidecar holds the very shot it was made from, so its params stay exactly as recorded."""
+    plan = plan_of(wildcards)
+    try:
+        return shot_by_key(plan, wildcards.key)
+    except KeyError:
+        sidecar = f"results/{wildcards.character}/images/{wildcards.key}.json"
+        if os.path.exists(sidecar):
+            return cached_json(sidecar)["shot"]
+        raise
 
 
 # ---- select ----------------------------------------------------------------------------------
@@ -107,6 +128,7 @@ def select_input(wildcards):
     keys = planned_keys(wildcards)
     base = f"results/{wildcards.character}"
     return {
+        "images": [f"{base}/images/{k}.png" for k in keys],
         "scores": [f"{base}/scores/{k}.json" for k in keys],
         "provenance": [f"{base}/images/{k}.json" for k in keys],
     }

@@ -4,7 +4,7 @@ from synthlora.selection import select, to_tsv
 
 with job(snakemake):
     provenance = [read_json(p) for p in snakemake.input.provenance]
-    candidates = [{"key": prov["key"], "tags": prov["tags"], "score": read_json(s)}
+    candidates = [{"key": prov["shot"]["key"], "tags": prov["shot"]["tags"], "score": read_json(s)}
                   for prov, s in zip(provenance, snakemake.input.scores)]
     cfg = snakemake.params.select
     rows = select(candidates, cfg["count"], cfg["max_duplicate_distance"], cfg["blur_drop_fraction"],
