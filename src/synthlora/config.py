@@ -58,6 +58,9 @@ def check_reference(path: str | Path, max_bytes: int, max_pixels: int, key: str)
             im.verify()
     except ConfigError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise ConfigError(f"{key}: reference image {path} is too large ({exc}); it is over "
+                          f"limits.max_reference_pixels ({max_pixels}), downscale it") from None
     except Exception as exc:
         raise ConfigError(f"{key}: reference image {path} cannot be decoded ({type(exc).__name__}: {exc}); "
                           "export it again as PNG or JPEG") from None

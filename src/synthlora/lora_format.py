@@ -29,7 +29,7 @@ def sdxl_unet_name(module: str, layers_per_block: int = 2) -> str:
         return f"middle_block.1.{m[1]}"
     if m := _UP.match(module):
         b, i, rest = int(m[1]), int(m[2]), m[3]
-        return f"output_blocks.{(layers_per_block + 2) * b + i}.1.{rest}"
+        return f"output_blocks.{(layers_per_block + 1) * b + i}.1.{rest}"
     raise ValueError(f"no SGM name for UNet module {module!r}")
 
 

@@ -43,6 +43,7 @@ class Vocabulary:
             if piece and "\ufffd" not in piece and all(c.isprintable() and c not in '"\\' for c in piece):
                 string_ok[tid] = True
         self.string_ok = string_ok
+        self.lengths = torch.tensor([len(p) if p else 0 for p in self.pieces], dtype=torch.long)
         self.quote = self.encode('"')[0] if len(self.encode('"')) == 1 else None
 
     def encode(self, text: str) -> list[int]:
@@ -71,22 +72,25 @@ class SchemaWalker:
 
     def _string(self, schema: dict) -> Generator:
         yield from self._force('"')
-        max_tokens = min(self.limits.max_string_tokens, schema.get("maxLength", 10**9))
+        max_chars = schema.get("maxLength", 10**9)
         min_chars = schema.get("minLength", 1)
         quote = self.vocab.quote
         chars: list[str] = []
-        for _ in range(max_tokens):
-            length = len("".join(chars))
-            mask = self.vocab.string_ok.clone()
+        length = 0
+        for _ in range(self.limits.max_string_tokens):
+            mask = self.vocab.string_ok & (self.vocab.lengths <= max_chars - length)
             if quote is not None and length >= min_chars:
                 mask[quote] = True
+            if not mask.any():
+                break
             tid = yield mask
             if tid == quote:
                 self.text.append("".join(chars) + '"')
                 return
             chars.append(self.vocab.pieces[tid])
+            length += len(chars[-1])
+        self.text.append("".join(chars))
         yield from self._force('"')
-        self.text.insert(len(self.text) - 1, "".join(chars))
 
     def _choice(self, options: list[Any]) -> Generator:
         """Pick one of ``options`` (JSON values) by walking a trie of their tokens."""

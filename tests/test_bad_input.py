@@ -1,0 +1,105 @@
+"""Bad input fails before any job runs, naming what is wrong, and nothing built is lost."""
+
+from __future__ import annotations
+
+import json
+import zlib
+import struct
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.workflow
+
+
+def results_state(wf):
+    return {str(p.relative_to(wf.root)): p.stat().st_mtime_ns
+            for p in sorted(wf.root.glob("results/**/*")) if p.is_file()}
+
+
+def fails_before_any_job(wf, *needles, configfiles=("config/test.yaml",)):
+    before = results_state(wf)
+    proc = wf.snakemake(check=False, configfiles=configfiles)
+    assert proc.returncode != 0
+    for needle in needles:
+        assert needle in proc.output, proc.output[-3000:]
+    assert not wf.jobs(proc), "no job may start"
+    assert results_state(wf) == before, "nothing already built may change"
+    return proc
+
+
+def set_character(wf, **changes):
+    cfg = wf.path("config/bad.yaml")
+    base = yaml.safe_load(wf.path("config/config.yaml").read_text())["characters"]["mira"]
+    name = changes.pop("name", "mira")
+    cfg.write_text(yaml.safe_dump({"characters": {name: {**base, **changes}}}))
+    return ("config/test.yaml", "config/bad.yaml")
+
+
+def test_missing_reference(project):
+    files = set_character(project, reference="characters/mira/nope.png")
+    fails_before_any_job(project, "characters.mira.reference", "nope.png", "does not exist", configfiles=files)
+
+
+def test_corrupt_reference(project):
+    project.path("characters/mira/broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 100)
+    files = set_character(project, reference="characters/mira/broken.png")
+    fails_before_any_job(project, "broken.png", "cannot be decoded", configfiles=files)
+
+
+def _png_header_only(width, height):
+    """A tiny PNG file that claims enormous dimensions (a decompression bomb's shape)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_enormous_reference_by_pixels(project):
+    project.path("characters/mira/huge.png").write_bytes(_png_header_only(20000, 20000))
+    files = set_character(project, reference="characters/mira/huge.png")
+    fails_before_any_job(project, "huge.png", "max_reference_pixels", configfiles=files)
+
+
+def test_enormous_reference_by_bytes(project):
+    project.path("config/limits.yaml").write_text("limits:\n  max_reference_bytes: 1000\n")
+    fails_before_any_job(project, "reference.png", "max_reference_bytes",
+                         configfiles=("config/test.yaml", "config/limits.yaml"))
+
+
+def test_unknown_config_key_is_named(project):
+    project.path("config/typo.yaml").write_text("select:\n  cuont: 10\n")
+    fails_before_any_job(project, "'cuont'", "select", configfiles=("config/test.yaml", "config/typo.yaml"))
+
+
+def test_unknown_character_key_is_named(project):
+    files = set_character(project, trigerr="x")
+    fails_before_any_job(project, "'trigerr'", "characters.mira", configfiles=files)
+
+
+def test_schema_that_is_not_json_schema(project):
+    project.path("config/features.schema.json").write_text(json.dumps({"type": "objekt"}))
+    fails_before_any_job(project, "features.schema.json", "not valid JSON Schema")
+
+
+def test_schema_that_is_not_json(project):
+    project.path("config/features.schema.json").write_text("{ description: oops")
+    fails_before_any_job(project, "features.schema.json", "not valid JSON")
+
+
+@pytest.mark.parametrize("name", ["mi/ra", "..", "mira chan"])
+def test_unsafe_character_names(project, name):
+    files = set_character(project, name=name)
+    fails_before_any_job(project, repr(name), "letters, digits", configfiles=files)
+
+
+def test_invalid_manual_features_fail_naming_the_violation(project):
+    features = project.path("characters/mira/features.json")
+    data = json.loads(features.read_text())
+    del data["object"][0]["position"]
+    features.write_text(json.dumps(data))
+    proc = project.snakemake(check=False)
+    assert proc.returncode != 0
+    assert "'position' is a required property" in proc.output and "object/0" in proc.output
+    assert project.jobs(proc) == {"analyze": 1}
+    assert project.path("results/mira/features.json").is_file(), "the previous features survive a failed analysis"
