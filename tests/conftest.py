@@ -17,6 +17,9 @@ WORKFLOW_FILES = ("Snakefile", "rules", "scripts", "config", "characters", "prof
 
 # Two processes on two cores with default threading ran 5-30x slower (FIELD-NOTES).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# This checkout's package, even where another checkout is pip-installed in editable mode.
+sys.path.insert(0, str(REPO / "src"))
+PYTHONPATH = os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -30,6 +33,13 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
+def _env(extra=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": PYTHONPATH}
+    for k, v in (extra or {}).items():
+        env[k] = os.pathsep.join([v, PYTHONPATH]) if k == "PYTHONPATH" else v
+    return env
+
+
 class Workflow:
     """A workflow copy in a temp dir, driven by the real snakemake command line."""
 
@@ -40,7 +50,7 @@ class Workflow:
                   timeout: int = 900) -> subprocess.CompletedProcess:
         cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args, "--configfile", *configfiles]
         proc = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+                              env=_env(env))
         proc.output = proc.stdout + proc.stderr
         if check and proc.returncode != 0:
             raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.output[-6000:]}")
