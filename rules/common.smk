@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 from synthlora.config import ConfigError, check_characters, config_problem
 from synthlora.io import content_hash, read_json
-from synthlora.kohya import training_fingerprint
+from synthlora.kohya import checkpoint_name, saved_epochs, training_fingerprint
 from synthlora.plan import pixel_inputs, shot_by_key
 from synthlora.selection import selected_keys
 
@@ -168,7 +168,20 @@ def dataset_dir(wildcards):
 
 
 def lora_dir(wildcards):
-    return f"results/{wildcards.character}/lora"
+    """Where the trainer writes per-epoch LoRAs (sd-scripts' output_dir)."""
+    return f"results/{wildcards.character}/lora/epochs"
+
+
+SAVED_EPOCHS = saved_epochs(config["train"])
+
+
+def epoch_loras(character):
+    return [f"results/{character}/lora/epochs/{checkpoint_name(character, e)}" for e in SAVED_EPOCHS]
+
+
+def delivered_epoch_lora(wildcards):
+    """The epoch delivered as lora/{character}.safetensors: the last one (evaluation may choose)."""
+    return epoch_loras(wildcards.character)[-1]
 
 
 def train_input(wildcards):

@@ -1,9 +1,9 @@
 rule train:
-    """Train the character LoRA from the dataset and TOMLs (kohya key format, ss_* metadata)."""
+    """Train the character LoRA, keeping one file per saved epoch (kohya key format, ss_* metadata)."""
     input:
         unpack(train_input),
     output:
-        lora="results/{character}/lora/{character}.safetensors",
+        loras=epoch_loras("{character}"),
         summary="results/{character}/lora/train_summary.json",
     log:
         "logs/{character}/train.log",
@@ -18,3 +18,19 @@ rule train:
         runtime=240,
     script:
         "../scripts/train.py"
+
+
+rule deliver_lora:
+    """Deliver the chosen epoch's LoRA as lora/{character}.safetensors (a hard link)."""
+    input:
+        delivered_epoch_lora,
+    output:
+        "results/{character}/lora/{character}.safetensors",
+    log:
+        "logs/{character}/deliver_lora.log",
+    threads: 1
+    resources:
+        mem_mb=200,
+        runtime=5,
+    script:
+        "../scripts/deliver_lora.py"

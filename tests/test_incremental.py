@@ -49,11 +49,14 @@ def test_full_run_builds_every_artifact(finished):
     freq = json.loads((base / "tag_frequency.json").read_text())
     assert freq["mira_sl"] == 6
     assert (base / "kohya" / "dataset.toml").is_file() and (base / "kohya" / "train.toml").is_file()
+    epochs = sorted((base / "lora" / "epochs").glob("*.safetensors"))
+    assert [p.name for p in epochs] == ["mira-000001.safetensors", "mira-000002.safetensors"]
+    assert (base / "lora" / "mira.safetensors").stat().st_ino == epochs[-1].stat().st_ino
     with safe_open(base / "lora" / "mira.safetensors", "pt") as f:
         keys = list(f.keys())
         meta = f.metadata()
     assert keys and all(k.startswith("lora_unet_") for k in keys)
-    assert meta["ss_output_name"] == "mira" and meta["ss_network_dim"] == "4"
+    assert meta["ss_output_name"] == "mira" and meta["ss_network_dim"] == "4" and meta["ss_epoch"] == "2"
 
 
 def test_immediate_rerun_has_nothing_to_do(finished):

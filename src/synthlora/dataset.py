@@ -9,7 +9,7 @@ from pathlib import Path
 from synthlora.io import atomic_dir
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def link_or_copy(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)
     except OSError:  # another filesystem, or links unsupported: a copy is still correct
@@ -23,6 +23,6 @@ def build_dataset(out_dir: str | Path, subset: str, items: list[tuple[Path, Path
         sub = tmp / subset
         sub.mkdir()
         for image, caption in items:
-            _link_or_copy(Path(image), sub / Path(image).name)
+            link_or_copy(Path(image), sub / Path(image).name)
             shutil.copyfile(caption, sub / (Path(image).stem + ".txt"))
     return out_dir / subset

@@ -53,6 +53,17 @@ class KohyaConfigError(ValueError):
     pass
 
 
+def saved_epochs(train_cfg: dict) -> list[int]:
+    """Epochs whose LoRA is kept: every ``save_every_n_epochs`` and always the last."""
+    last, every = int(train_cfg["max_train_epochs"]), int(train_cfg["save_every_n_epochs"])
+    return sorted({e for e in range(1, last + 1) if e % every == 0} | {last})
+
+
+def checkpoint_name(character: str, epoch: int) -> str:
+    """sd-scripts' own naming for per-epoch saves."""
+    return f"{character}-{epoch:06d}.safetensors"
+
+
 def subset_dir_name(repeats: int, trigger: str) -> str:
     return f"{repeats}_{trigger}"
 
@@ -92,6 +103,7 @@ def train_toml(train_cfg: dict, character: str, output_dir: str) -> dict:
         },
         "training": {
             "max_train_epochs": int(train_cfg["max_train_epochs"]),
+            "save_every_n_epochs": int(train_cfg["save_every_n_epochs"]),
             "seed": int(train_cfg["seed"]),
             "mixed_precision": str(train_cfg["mixed_precision"]),
             "gradient_checkpointing": bool(train_cfg["gradient_checkpointing"]),

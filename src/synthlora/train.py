@@ -21,7 +21,7 @@ BUILTIN_TRAIN_KEYS = {
     "network_train_unet_only", "optimizer_type", "learning_rate", "unet_lr", "text_encoder_lr",
     "lr_scheduler", "lr_warmup_steps", "max_train_epochs", "seed", "mixed_precision",
     "gradient_checkpointing", "cache_latents", "output_dir", "output_name", "save_model_as",
-    "save_precision",
+    "save_precision", "save_every_n_epochs",
     "sdpa",  # diffusers uses PyTorch SDPA already
 }
 OPTIMIZERS = {"AdamW", "AdamW8bit"}
@@ -58,7 +58,8 @@ def _items(dataset: dict) -> list[tuple[Path, str, int, dict]]:
     return items
 
 
-def _metadata(flat: dict, dataset: dict, items: list, steps: int, started: float, family: str) -> dict[str, str]:
+def _metadata(flat: dict, dataset: dict, items: list, steps: int, started: float, family: str,
+              device: str) -> dict[str, str]:
     tag_frequency: dict[str, dict[str, int]] = {}
     dirs: dict[str, dict[str, int]] = {}
     for img, caption, repeats, _ in items:
@@ -81,7 +82,7 @@ def _metadata(flat: dict, dataset: dict, items: list, steps: int, started: float
         "ss_text_encoder_lr": str(te_lr[0] if te_lr else 0.0),
         "ss_optimizer": flat["optimizer_type"],
         "ss_lr_scheduler": flat["lr_scheduler"],
-        "ss_mixed_precision": flat["mixed_precision"],
+        "ss_mixed_precision": flat["mixed_precision"] if device != "cpu" else "no",  # what really ran
         "ss_seed": str(flat["seed"]),
         "ss_output_name": flat["output_name"],
         "ss_num_train_images": str(sum(r for _, _, r, _ in items)),
@@ -114,9 +115,10 @@ def _load_images(items, resolution: int):
     return torch.stack(tensors)
 
 
-def train_lora(train_toml: str | Path, dataset_toml: str | Path, output: str | Path, family: str = "sdxl",
-               device: str = "auto", log=print) -> dict[str, Any]:
-    """Train and write ``output``; return a summary (steps, final loss, seconds)."""
+def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "sdxl",
+               device: str = "auto") -> dict[str, Any]:
+    """Train, saving ``{output_dir}/{output_name}-{epoch:06d}.safetensors`` every
+    ``save_every_n_epochs`` and after the last epoch; return a summary (steps, losses, files)."""
     import torch
     import torch.nn.functional as F
     from diffusers import DDPMScheduler, StableDiffusionXLPipeline
@@ -126,6 +128,7 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, output: str | P
 
     from synthlora.backends.base import resolve_device
     from synthlora.io import atomic_path
+    from synthlora.kohya import checkpoint_name
     from synthlora.lora_format import TEXT_TARGETS, UNET_TARGETS, kohya_text_key, kohya_unet_key, peft_to_kohya
 
     if family != "sdxl":
@@ -206,6 +209,27 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, output: str | P
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     time_ids = torch.tensor([[resolution, resolution, 0, 0, resolution, resolution]], device=device, dtype=weight_dtype)
+    every = int(flat.get("save_every_n_epochs") or epochs)
+    out_dir = Path(flat["output_dir"])
+    saved = []
+
+    def save(epoch: int) -> None:
+        state = peft_to_kohya(get_peft_model_state_dict(unet), lambda m: kohya_unet_key(m, family), alpha)
+        if train_te:
+            for n, te in ((1, te1), (2, te2)):
+                state.update(peft_to_kohya(get_peft_model_state_dict(te), lambda m, n=n: kohya_text_key(m, n, family), alpha))
+        state = {k: v.to(torch.float32).cpu().contiguous() for k, v in sorted(state.items())}
+        meta = _metadata(flat, dataset, items, step, started, family, device)
+        meta["ss_epoch"] = str(epoch)
+        sha = hashlib.sha256()
+        for k in sorted(state):
+            sha.update(state[k].numpy().tobytes())
+        meta["sshs_model_hash"] = sha.hexdigest()
+        path = out_dir / checkpoint_name(flat["output_name"], epoch)
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata=meta)
+        saved.append({"epoch": epoch, "path": str(path), "step": step, "modules": len(state) // 3})
+
     losses = []
     step = 0
     bar = tqdm(total=total, desc=f"train {flat['output_name']}", unit="step", mininterval=1.0)
@@ -232,20 +256,9 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, output: str | P
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss):.4f}", epoch=epoch + 1)
+        if (epoch + 1) % every == 0 or epoch + 1 == epochs:
+            save(epoch + 1)
     bar.close()
 
-    family_key = family
-    state = peft_to_kohya(get_peft_model_state_dict(unet), lambda m: kohya_unet_key(m, family_key), alpha)
-    if train_te:
-        for n, te in ((1, te1), (2, te2)):
-            state.update(peft_to_kohya(get_peft_model_state_dict(te), lambda m, n=n: kohya_text_key(m, n, family_key), alpha))
-    state = {k: v.to(torch.float32).cpu().contiguous() for k, v in sorted(state.items())}
-    meta = _metadata(flat, dataset, items, step, started, family)
-    sha = hashlib.sha256()
-    for k in sorted(state):
-        sha.update(state[k].numpy().tobytes())
-    meta["sshs_model_hash"] = sha.hexdigest()
-    with atomic_path(output) as tmp:
-        save_file(state, str(tmp), metadata=meta)
-    return {"steps": step, "final_loss": losses[-1]["loss"] if losses else None, "seconds": round(time.time() - started, 2),
-            "losses": losses, "modules": len(state) // 3}
+    return {"steps": step, "final_loss": losses[-1]["loss"] if losses else None,
+            "seconds": round(time.time() - started, 2), "checkpoints": saved, "losses": losses}
