@@ -4,9 +4,19 @@ Read top to bottom: config is validated (unknown keys, bad reference images and 
 fail here, before any job), then each stage's rules are included in pipeline order.
 """
 
+import os
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# The synthlora package beside this Snakefile serves the workflow and every job (also inside
+# per-rule conda environments), whether or not it was pip-installed.
+_src = os.path.join(workflow.basedir, "src")
+if os.path.isdir(_src):
+    sys.path.insert(0, _src)
+    os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [_src, os.getenv("PYTHONPATH")])))
 
 
 configfile: "config/config.yaml"

@@ -13,5 +13,7 @@ rule analyze:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/analyze.py"

@@ -13,5 +13,7 @@ rule caption:
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/caption.py"

@@ -36,7 +36,7 @@ def character(wildcards):
 def model_input(path):
     """A demo model is built by a rule, so it is an input; ancient() because a shot's key already
     names its model, and rebuilding the demo models must not regenerate every image."""
-    if path.rstrip("/") in {f"{DEMO}/{name}" for name in DEMO_MODELS}:
+    if path.rstrip("/") in {os.path.join(DEMO, name) for name in DEMO_MODELS}:
         return [ancient(path.rstrip("/"))]
     return []
 

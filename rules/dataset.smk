@@ -13,5 +13,7 @@ rule dataset:
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/dataset.py"

@@ -10,5 +10,7 @@ rule build_demo_models:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/build_demo_models.py"

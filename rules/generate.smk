@@ -15,5 +15,7 @@ rule generate:
     resources:
         mem_mb=8000,
         runtime=15,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/generate.py"

@@ -14,5 +14,7 @@ rule kohya_config:
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/kohya_config.py"

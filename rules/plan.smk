@@ -13,5 +13,7 @@ checkpoint plan:
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/plan.py"

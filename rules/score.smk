@@ -10,5 +10,7 @@ rule score:
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/score.py"

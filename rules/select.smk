@@ -13,5 +13,7 @@ checkpoint select:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/select.py"

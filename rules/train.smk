@@ -16,6 +16,8 @@ rule train:
     resources:
         mem_mb=16000,
         runtime=240,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/train.py"
 
@@ -32,5 +34,7 @@ rule deliver_lora:
     resources:
         mem_mb=200,
         runtime=5,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/deliver_lora.py"
