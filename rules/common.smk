@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 from synthlora.config import ConfigError, check_characters, config_problem
 from synthlora.io import content_hash, read_json
-from synthlora.kohya import checkpoint_name, saved_epochs, training_fingerprint
+from synthlora.kohya import checkpoint_name, fingerprint, saved_epochs, training_inputs
 from synthlora.plan import pixel_inputs, shot_by_key
 from synthlora.selection import selected_keys
 
@@ -27,6 +27,7 @@ DEMO_MODELS = ("sdxl", "vlm", "embedder")
 wildcard_constraints:
     character="|".join(re.escape(c) for c in CHARACTERS),
     key="[0-9a-f]{16}",
+    fingerprint="[0-9a-f]{32}",
 
 
 def character(wildcards):
@@ -65,13 +66,24 @@ def selected_of(wildcards):
     return selected_keys(checkpoints.select.get(character=wildcards.character).output[0])
 
 
+# Every function that reads a checkpoint's output also returns that output as an input: Snakemake
+# re-evaluates only the jobs that name a checkpoint's output as input once it reruns (an existing
+# checkpoint output is trusted at start-up), so this is what keeps key lists and fingerprints
+# current within one invocation.
+
+
 def final_targets(wildcards):
     """Each character's LoRA, and every planned image: an image deleted by hand is made again
     (Snakemake would otherwise skip a missing intermediate whose dependants are current)."""
     targets = []
     for c in CHARACTERS:
-        plan = cached_json(checkpoints.plan.get(character=c).output[0])
-        targets += [f"results/{c}/images/{shot['key']}.png" for shot in plan["shots"]]
+        plan_file = checkpoints.plan.get(character=c).output[0]
+        targets.append(plan_file)
+        targets += [f"results/{c}/images/{shot['key']}.png" for shot in cached_json(plan_file)["shots"]]
+        # The current training fingerprint is a target too, so a changed one is built even
+        # though the LoRA files exist, and train (its non-ancient dependant) reruns.
+        selection = checkpoints.select.get(character=c).output[0]
+        targets += [selection, f"results/{c}/kohya/fingerprint/{fingerprint(training_inputs_for(c))}.json"]
         targets.append(f"results/{c}/lora/{c}.safetensors")
     return targets
 
@@ -128,6 +140,7 @@ def select_input(wildcards):
     keys = planned_keys(wildcards)
     base = f"results/{wildcards.character}"
     return {
+        "plan": f"{base}/plan.json",
         "images": [f"{base}/images/{k}.png" for k in keys],
         "scores": [f"{base}/scores/{k}.json" for k in keys],
         "provenance": [f"{base}/images/{k}.json" for k in keys],
@@ -143,8 +156,12 @@ def caption_vocabulary():
 
 def caption_settings(wildcards):
     """Everything a caption's text depends on besides its image."""
+    return caption_settings_for(wildcards.character)
+
+
+def caption_settings_for(name):
     return {
-        "trigger": character(wildcards)["trigger"],
+        "trigger": config["characters"][name]["trigger"],
         "vocabulary": caption_vocabulary(),
         **{k: v for k, v in config["caption"].items() if k != "device"},
     }
@@ -184,22 +201,51 @@ def delivered_epoch_lora(wildcards):
     return epoch_loras(wildcards.character)[-1]
 
 
-def train_input(wildcards):
-    """All ancient(): the LoRA's content is named by the fingerprint param, so a byte-identical
-    rebuild of the dataset or TOMLs upstream in the same run does not retrain."""
-    selected_of(wildcards)  # the fingerprint needs the selection: wait for the checkpoint
+def training_inputs_for(name):
+    """What the LoRA depends on (needs the selection: call only where the selection is an input)."""
+    return training_inputs(
+        config["train"], name, f"results/{name}/lora/epochs", f"results/{name}/dataset",
+        config["characters"][name]["trigger"],
+        selected_keys(checkpoints.select.get(character=name).output[0]), caption_settings_for(name),
+    )
+
+
+def training_inputs_of(wildcards):
+    return training_inputs_for(wildcards.character)
+
+
+def train_fingerprint(wildcards):
+    return fingerprint(training_inputs_of(wildcards))
+
+
+def fingerprint_file(wildcards):
+    return f"results/{wildcards.character}/kohya/fingerprint/{train_fingerprint(wildcards)}.json"
+
+
+def kohya_config_input(wildcards):
+    """kohya_config reruns (cheaply) whenever the dataset does, and takes the fingerprint marker
+    as input: a needrun job is what makes Snakemake build a missing file it needs, so every
+    change of the fingerprint (selection, captions, training values) reaches train this way."""
     base = f"results/{wildcards.character}"
     return {
+        "selection": ancient(f"{base}/selection.tsv"),
+        "tag_frequency": f"{base}/tag_frequency.json",
+        "fingerprint": fingerprint_file(wildcards),
+    }
+
+
+def train_input(wildcards):
+    """The dataset, TOMLs and selection are ancient(): a byte-identical rebuild of them in the same
+    run must not retrain. What does retrain is a new fingerprint. It is a file, not only a param,
+    because Snakemake skips the params check of a job below a needrun job and then does not
+    follow ancient() edges; a missing file it always follows."""
+    base = f"results/{wildcards.character}"
+    return {
+        "selection": ancient(f"{base}/selection.tsv"),
+        "fingerprint": fingerprint_file(wildcards),
         "dataset": ancient(f"{base}/dataset"),
         "tag_frequency": ancient(f"{base}/tag_frequency.json"),
         "dataset_toml": ancient(f"{base}/kohya/dataset.toml"),
         "train_toml": ancient(f"{base}/kohya/train.toml"),
         "model": model_input(config["train"]["base_model"]),
     }
-
-
-def train_fingerprint(wildcards):
-    return training_fingerprint(
-        config["train"], wildcards.character, lora_dir(wildcards), dataset_dir(wildcards),
-        character(wildcards)["trigger"], selected_of(wildcards), caption_settings(wildcards),
-    )

@@ -12,6 +12,7 @@ import pytest
 from safetensors import safe_open
 
 from synthlora.features import validation_problem
+from synthlora.selection import selected_keys
 
 pytestmark = pytest.mark.workflow
 
@@ -63,6 +64,27 @@ def test_immediate_rerun_has_nothing_to_do(finished):
     proc = finished.snakemake("-n")
     assert "Nothing to be done" in proc.output, proc.output[-2000:]
     assert not finished.jobs(proc)
+
+
+def dataset_keys(wf):
+    return sorted(p.stem for p in wf.root.glob("results/mira/dataset/*/*.png"))
+
+
+def test_one_invocation_keeps_selection_dataset_and_training_consistent(project):
+    """No --until: plan and select rerun mid-invocation; everything after them must see the new
+    plan and selection, and training must rerun exactly when the selection changed."""
+    before = selected_keys(project.path("results/mira/selection.tsv"))
+    project.path("config/more.yaml").write_text("plan:\n  candidates: 12\n")
+    run = project.snakemake(configfiles=("config/test.yaml", "config/more.yaml"))
+    jobs = project.jobs(run)
+    after = selected_keys(project.path("results/mira/selection.tsv"))
+    assert len(plan_shots(project)) == 12 and jobs["generate"] == 4
+    assert dataset_keys(project) == sorted(after)
+    assert jobs["train"] == int(sorted(after) != sorted(before)), (jobs, before, after)
+    summary = json.loads(project.path("results/mira/lora/train_summary.json").read_text())
+    with safe_open(project.path("results/mira/lora/mira.safetensors"), "pt") as f:
+        assert int(f.metadata()["ss_num_train_images"]) == len(after)
+    assert summary["checkpoints"]
 
 
 def test_four_more_candidates_generate_exactly_four_images(project):

@@ -176,13 +176,17 @@ def read_toml(path: str | Path) -> dict:
         return tomllib.load(f)
 
 
-def training_fingerprint(train_cfg: dict, character: str, output_dir: str, dataset_dir: str, trigger: str,
-                         selected: list[str], caption_inputs: dict) -> str:
-    """Everything the LoRA's bytes depend on. ``train`` reruns only when this changes."""
-    return content_hash({
+def training_inputs(train_cfg: dict, character: str, output_dir: str, dataset_dir: str, trigger: str,
+                    selected: list[str], caption_inputs: dict) -> dict:
+    """Everything the LoRA's bytes depend on; its hash is the training fingerprint."""
+    return {
         "train": train_toml(train_cfg, character, output_dir),
         "dataset": dataset_toml(train_cfg, dataset_dir, trigger),
         "images": sorted(selected),
         "captions": caption_inputs,
         "backend": train_cfg["backend"],
-    }, length=32)
+    }
+
+
+def fingerprint(inputs: dict) -> str:
+    return content_hash(inputs, length=32)
