@@ -94,6 +94,7 @@ def test_unsafe_character_names(project, name):
 
 
 def test_invalid_manual_features_fail_naming_the_violation(project):
+    built = {k: v for k, v in results_state(project).items() if "/images/" in k or "/lora/" in k}
     features = project.path("characters/mira/features.json")
     data = json.loads(features.read_text())
     del data["object"][0]["position"]
@@ -102,4 +103,5 @@ def test_invalid_manual_features_fail_naming_the_violation(project):
     assert proc.returncode != 0
     assert "'position' is a required property" in proc.output and "object/0" in proc.output
     assert project.jobs(proc) == {"analyze": 1}
-    assert project.path("results/mira/features.json").is_file(), "the previous features survive a failed analysis"
+    after = results_state(project)
+    assert all(after.get(k) == v for k, v in built.items()), "images and LoRAs survive a failed analysis"

@@ -4,7 +4,7 @@ from synthlora.kohya import KohyaConfigError, dataset_toml, train_toml, validate
 from synthlora.lora_format import kohya_text_key, kohya_unet_key, sdxl_unet_name
 
 TRAIN = {"backend": "builtin", "base_model": "m", "resolution": 1024, "num_repeats": 10, "batch_size": 1,
-         "max_train_epochs": 10, "network_dim": 8, "network_alpha": 4.0, "unet_lr": 4e-4,
+         "max_train_epochs": 10, "save_every_n_epochs": 1, "network_dim": 8, "network_alpha": 4.0, "unet_lr": 4e-4,
          "text_encoder_lr": 8e-5, "optimizer_type": "AdamW", "lr_scheduler": "constant", "lr_warmup_steps": 0,
          "seed": 1, "mixed_precision": "bf16", "gradient_checkpointing": True}
 
