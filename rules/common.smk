@@ -131,6 +131,11 @@ def select_input(wildcards):
         "images": [f"{base}/images/{k}.png" for k in keys],
         "scores": [f"{base}/scores/{k}.json" for k in keys],
         "provenance": [f"{base}/images/{k}.json" for k in keys],
+        "embeddings": [f"{base}/scores/{k}.embedding.json" for k in keys],
+        # The reference only feeds the near-copy guard; it never reaches the dataset.
+        "reference": character(wildcards)["reference"],
+        "reference_embedding": f"{base}/reference.embedding.json",
+        **({"overrides": ch_overrides} if (ch_overrides := character(wildcards).get("overrides")) else {}),
     }
 
 
@@ -157,6 +162,8 @@ def dataset_input(wildcards):
         "selection": f"{base}/selection.tsv",
         "images": [f"{base}/images/{k}.png" for k in keys],
         "captions": [f"{base}/captions/{k}.txt" for k in keys],
+        "provenance": [f"{base}/images/{k}.json" for k in keys],
+        "scores": [f"{base}/scores/{k}.json" for k in keys],
     }
 
 

@@ -1,9 +1,10 @@
 checkpoint select:
-    """Choose K of N candidates; every row of the table says why."""
+    """Choose K of N candidates; every row of the table and every tile of the contact sheet says why."""
     input:
         unpack(select_input),
     output:
-        report("results/{character}/selection.tsv", category="Selection"),
+        table=report("results/{character}/selection.tsv", category="Selection"),
+        sheet=report("results/{character}/selection.png", category="Selection"),
     log:
         "logs/{character}/select.log",
     params:
