@@ -102,6 +102,26 @@ def analyze_settings(wildcards):
 # ---- generate --------------------------------------------------------------------------------
 
 
+def source_folder(wildcards):
+    """generate.backend 'folder': where this character's own images are."""
+    if config["generate"]["backend"] != "folder":
+        return ""
+    return config["generate"]["folder"].replace("{character}", wildcards.character)
+
+
+def folder_images(wildcards):
+    """The folder's images are inputs of the plan: adding, removing or replacing one re-plans."""
+    from synthlora.backends.folder import FolderError, folder_files
+
+    if config["generate"]["backend"] != "folder":
+        return []
+    try:
+        return [str(p) for p in folder_files(source_folder(wildcards))]
+    except FolderError as e:
+        raise WorkflowError(str(e))
+
+
+
 def generate_input(wildcards):
     plan_of(wildcards)  # the shot comes from the plan: wait for the checkpoint
     return {"model": model_input(config["generate"]["model"])}
@@ -122,6 +142,14 @@ def shot_of(wildcards):
 
 
 # ---- select ----------------------------------------------------------------------------------
+
+
+def expected_size(wildcards):
+    """Generated images must have the planned size; your own images may have any (kohya buckets them)."""
+    if config["generate"]["backend"] == "folder":
+        return None
+    return [config["plan"]["width"], config["plan"]["height"]]
+
 
 
 def select_input(wildcards):

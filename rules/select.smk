@@ -9,7 +9,7 @@ checkpoint select:
         "logs/{character}/select.log",
     params:
         select=config["select"],
-        size=[config["plan"]["width"], config["plan"]["height"]],
+        size=expected_size,
     threads: 1
     resources:
         mem_mb=1000,

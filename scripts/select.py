@@ -16,7 +16,8 @@ with job(snakemake):
                      "vector": read_json(inp.reference_embedding)["vector"]}
     overrides = load_overrides(inp.get("overrides"), [c["key"] for c in candidates])
     cfg = snakemake.params.select
-    rows = select(candidates, cfg, tuple(snakemake.params.size), reference, overrides)
+    size = snakemake.params.size
+    rows = select(candidates, cfg, tuple(size) if size else None, reference, overrides)
     print(f"selected {sum(r['selected'] for r in rows)} of {len(rows)}")
     write_text(snakemake.output.table, to_tsv(rows))
     contact_sheet(rows, dict(zip([c["key"] for c in candidates], inp.images)), snakemake.output.sheet,
