@@ -80,8 +80,9 @@ def ocr_words(rgb: Image.Image, tesseract: str, min_confidence: float) -> list[s
     if exe is None:
         raise ScoreError(f"score.ocr: the OCR program {tesseract!r} was not found. Install it "
                          "(Debian/Ubuntu: apt-get install tesseract-ocr) or set score.ocr: '' to skip text detection.")
-    scale = max(1.0, OCR_MIN_SIDE / max(rgb.size))
-    im = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.LANCZOS) if scale > 1 else rgb
+    # A whole factor with nearest-neighbour keeps glyph edges crisp; smoothing filters cost letters.
+    factor = max(1, -(-OCR_MIN_SIDE // max(rgb.size)))
+    im = rgb.resize((rgb.width * factor, rgb.height * factor), Image.NEAREST) if factor > 1 else rgb
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "ocr.png"
         im.save(src)
