@@ -38,7 +38,7 @@ def figure(seed: int, background=(255, 255, 255), size: int = SIZE, centre: floa
 
 def with_text(im: Image.Image, text: str = "SAMPLE") -> Image.Image:
     im = im.copy()
-    font = ImageFont.load_default(size=max(10, im.width // 7))
+    font = ImageFont.load_default(size=max(12, round(im.width / 4.5)))
     ImageDraw.Draw(im).text((3, 2), text, fill=(10, 10, 10), font=font)
     return im
 
@@ -59,8 +59,10 @@ def noisy(im: Image.Image, sigma: float = 40, seed: int = 0) -> Image.Image:
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
-def lightly_edited(im: Image.Image) -> Image.Image:
-    """What a careless pipeline might let through: the reference brightened and a mark added."""
-    im = ImageEnhance.Brightness(im).enhance(1.08)
-    ImageDraw.Draw(im).ellipse([4, 4, 10, 10], fill=(250, 200, 0))
-    return im
+def lightly_edited(im: Image.Image, size: int | None = None) -> Image.Image:
+    """What a careless pipeline might let through: the reference cropped by 2%, resized and
+    given a little more contrast."""
+    w, h = im.size
+    m = round(min(w, h) * 0.02)
+    im = im.crop((m, m, w - m, h - m)).resize((size or w, size or h), Image.LANCZOS)
+    return ImageEnhance.Contrast(im).enhance(1.1)

@@ -247,9 +247,9 @@ def select(candidates: list[dict[str, Any]], settings: dict[str, Any], expected_
             return sum(1.0 / (1 + counts[d].get(c["tags"].get(d, ""), 0)) for d in dims)
         best = max(pool, key=lambda c: (round(gain(c), 9), quality[c["key"]], c["key"]))
         pool.remove(best)
-        rows[best["key"]]["reason"] = (f"selected (quality {quality[best['key']]:.2f}; coverage: "
-                                       + ", ".join(f"{TAG_COLUMNS.get(d, d)} {best['tags'].get(d, '')!r} "
-                                                   f"#{counts[d].get(best['tags'].get(d, ''), 0) + 1}" for d in dims) + ")")
+        spread = ", ".join(f"{TAG_COLUMNS.get(d, d)} {best['tags'][d]!r} #{counts[d].get(best['tags'][d], 0) + 1}"
+                           for d in dims if best["tags"].get(d))
+        rows[best["key"]]["reason"] = f"selected (quality {quality[best['key']]:.2f}" + (f"; coverage: {spread})" if spread else ")")
         take(best)
         chosen.append(best)
     for c in chosen:
