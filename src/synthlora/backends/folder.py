@@ -33,11 +33,12 @@ def folder_files(folder: str | Path) -> list[Path]:
 
 
 def folder_plan(folder: str | Path) -> dict:
-    """One shot per image file, in name order. Tags are unknown (captioning finds them)."""
+    """One shot per image file, in name order. Tags are unknown (captioning finds them). No
+    index: a file added before another must not change that other's shot (generate's params)."""
     shots = []
-    for i, path in enumerate(folder_files(folder)):
+    for path in folder_files(folder):
         sha = file_sha256(path)
-        shots.append({"index": i, "key": shot_key({"backend": "folder", "sha256": sha}), "backend": "folder",
+        shots.append({"key": shot_key({"backend": "folder", "sha256": sha}), "backend": "folder",
                       "source_file": str(path), "sha256": sha, "tags": {}, "objects": [], "prompt": "",
                       "negative_prompt": "", "seed": None})
     return {"shots": shots}
