@@ -164,6 +164,7 @@ def select_input(wildcards):
         "reference": character(wildcards)["reference"],
         "reference_embedding": f"{base}/reference.embedding.json",
         **({"overrides": ch_overrides} if (ch_overrides := character(wildcards).get("overrides")) else {}),
+        **({"answers": [f"{base}/scores/{k}.answers.json" for k in keys]} if config["select"]["vlm_questions"] else {}),
     }
 
 

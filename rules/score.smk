@@ -52,3 +52,23 @@ rule embed_reference:
         runtime=5,
     script:
         "../scripts/embed.py"
+
+
+rule ask:
+    """Yes/no answers of the caption model to select.vlm_questions about one image."""
+    input:
+        image="results/{character}/images/{key}.png",
+        model=model_input(config["caption"]["model"]),
+    output:
+        "results/{character}/scores/{key}.answers.json",
+    log:
+        "logs/{character}/ask/{key}.log",
+    params:
+        questions=sorted(config["select"]["vlm_questions"]),
+        settings={k: v for k, v in config["caption"].items() if k in ("backend", "model", "dtype")},
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    script:
+        "../scripts/ask.py"

@@ -11,6 +11,9 @@ with job(snakemake):
     candidates = [{"key": prov["shot"]["key"], "tags": prov["shot"]["tags"], "source": prov.get("source", "generated"),
                    "score": read_json(s), "vector": read_json(e)["vector"]}
                   for prov, s, e in zip(provenance, inp.scores, inp.embeddings)]
+    if "answers" in inp.keys():
+        for c, path in zip(candidates, inp.answers):
+            c["answers"] = read_json(path)
     with Image.open(inp.reference) as ref:
         reference = {"phash": str(imagehash.phash(ref.convert("RGB"))),
                      "vector": read_json(inp.reference_embedding)["vector"]}

@@ -154,3 +154,30 @@ def test_table_and_contact_sheet_explain_every_candidate(constructed, defaults, 
 def test_sharpness_orders_blur():
     sharp = figure(1).convert("L")
     assert sharpness(np.asarray(sharp)) > 4 * sharpness(np.asarray(blurred(figure(1), 2).convert("L")))
+
+
+def test_a_vlm_yes_no_answer_rejects_with_the_question_as_reason(constructed, defaults):
+    question = "Are two people or fused bodies in this image?"
+    cands = [{**c, "answers": {question: "yes" if c["key"] == "clean1" else "no"}}
+             for c in constructed["candidates"] if c["key"].startswith("clean")]
+    rows = {r["key"]: r for r in select(cands, {**defaults, "count": 50, "vlm_questions": {question: "yes"}},
+                                        (96, 96), constructed["reference"])}
+    assert rows["clean1"]["reason"] == f"the VLM answered 'yes' to {question!r}"
+    assert all(r["selected"] for k, r in rows.items() if k != "clean1")
+    assert rows["clean2"]["answers"] == f"{question} no"
+
+
+def test_ask_yes_no_constrains_answers_to_yes_or_no():
+    from synthlora.selection import ask_yes_no
+
+    class Recorder:  # a Captioner that answers the first allowed word, and shows what it was asked
+        def tag(self, image, vocabulary, instruction):
+            self.asked = (vocabulary, instruction)
+            return {cat: words[0] for cat, words in vocabulary.items()}
+
+    captioner = Recorder()
+    answers = ask_yes_no(captioner, None, ["Is there text?", "Is the background plain?"])
+    assert answers == {"Is there text?": "yes", "Is the background plain?": "yes"}
+    vocabulary, instruction = captioner.asked
+    assert all(words == ["yes", "no"] for words in vocabulary.values())
+    assert "Is there text?" in instruction and "Is the background plain?" in instruction

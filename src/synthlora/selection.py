@@ -21,7 +21,7 @@ import numpy as np
 # Other code reads the first three columns (read_tsv / selected_keys); measures follow.
 COLUMNS = ["key", "selected", "reason", "score", "source", "view", "pose", "expression", "framing",
            "background", "identity", "cluster", "reference_similarity", "reference_phash_distance",
-           "sharpness", "noise", "text", "figures", "border_rgb", "phash", "width", "height"]
+           "sharpness", "noise", "text", "figures", "border_rgb", "answers", "phash", "width", "height"]
 TAG_COLUMNS = {"views": "view", "poses": "pose", "expressions": "expression", "framings": "framing",
                "backgrounds": "background"}
 
@@ -281,11 +281,24 @@ def detector_problems(c: dict, s: dict) -> list[str]:
         if d > s["max_background_distance"]:
             out.append(f"background is not the {wanted!r} the shot asked for (border colour "
                        f"{[round(v) for v in sc['border_rgb']]}, distance {d:.0f} > {s['max_background_distance']})")
+    for question, answer in sorted((c.get("answers") or {}).items()):
+        if s["vlm_questions"].get(question) == answer:
+            out.append(f"the VLM answered {answer!r} to {question!r}")
     if sc["sharpness"] < s["min_sharpness"]:
         out.append(f"blurred (sharpness {sc['sharpness']:.1f} < {s['min_sharpness']})")
     if sc.get("noise") is not None and sc["noise"] > s["max_noise"]:
         out.append(f"noisy (noise sigma {sc['noise']:.1f} > {s['max_noise']})")
     return out
+
+
+def ask_yes_no(captioner, image, questions: list[str]) -> dict[str, str]:
+    """Each question answered 'yes' or 'no' by a vision-language model whose answer is
+    constrained to those two words (the Captioner interface: one choice per category)."""
+    vocabulary = {f"answer_{i + 1}": ["yes", "no"] for i in range(len(questions))}
+    instruction = "Answer each question about this image with yes or no.\n" + "\n".join(
+        f"answer_{i + 1}: {q}" for i, q in enumerate(questions))
+    picked = captioner.tag(image, vocabulary, instruction)
+    return {q: picked[f"answer_{i + 1}"] for i, q in enumerate(questions)}
 
 
 def _tag_columns(c: dict) -> dict:
@@ -300,6 +313,7 @@ def _score_columns(c: dict) -> dict:
             "text": " ".join(s.get("text_words") or []), "figures": s.get("figures", ""),
             "border_rgb": "" if colour is None else ",".join(str(round(v)) for v in colour),
             "width": s.get("width", ""), "height": s.get("height", ""), "identity": "", "cluster": "",
+            "answers": "; ".join(f"{q} {a}" for q, a in sorted((c.get("answers") or {}).items())),
             "reference_similarity": "", "reference_phash_distance": ""}
 
 
