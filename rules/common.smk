@@ -114,6 +114,26 @@ def analyze_settings(wildcards):
 # ---- generate --------------------------------------------------------------------------------
 
 
+def source_folder(wildcards):
+    """generate.backend 'folder': where this character's own images are."""
+    if config["generate"]["backend"] != "folder":
+        return ""
+    return config["generate"]["folder"].replace("{character}", wildcards.character)
+
+
+def folder_images(wildcards):
+    """The folder's images are inputs of the plan: adding, removing or replacing one re-plans."""
+    from synthlora.backends.folder import FolderError, folder_files
+
+    if config["generate"]["backend"] != "folder":
+        return []
+    try:
+        return [str(p) for p in folder_files(source_folder(wildcards))]
+    except FolderError as e:
+        raise WorkflowError(str(e))
+
+
+
 def generate_input(wildcards):
     plan_of(wildcards)  # the shot comes from the plan: wait for the checkpoint
     return {"model": model_input(config["generate"]["model"])}
@@ -136,6 +156,14 @@ def shot_of(wildcards):
 # ---- select ----------------------------------------------------------------------------------
 
 
+def expected_size(wildcards):
+    """Generated images must have the planned size; your own images may have any (kohya buckets them)."""
+    if config["generate"]["backend"] == "folder":
+        return None
+    return [config["plan"]["width"], config["plan"]["height"]]
+
+
+
 def select_input(wildcards):
     keys = planned_keys(wildcards)
     base = f"results/{wildcards.character}"
@@ -144,6 +172,12 @@ def select_input(wildcards):
         "images": [f"{base}/images/{k}.png" for k in keys],
         "scores": [f"{base}/scores/{k}.json" for k in keys],
         "provenance": [f"{base}/images/{k}.json" for k in keys],
+        "embeddings": [f"{base}/scores/{k}.embedding.json" for k in keys],
+        # The reference only feeds the near-copy guard; it never reaches the dataset.
+        "reference": character(wildcards)["reference"],
+        "reference_embedding": f"{base}/reference.embedding.json",
+        **({"overrides": ch_overrides} if (ch_overrides := character(wildcards).get("overrides")) else {}),
+        **({"answers": [f"{base}/scores/{k}.answers.json" for k in keys]} if config["select"]["vlm_questions"] else {}),
     }
 
 
@@ -174,6 +208,8 @@ def dataset_input(wildcards):
         "selection": f"{base}/selection.tsv",
         "images": [f"{base}/images/{k}.png" for k in keys],
         "captions": [f"{base}/captions/{k}.txt" for k in keys],
+        "provenance": [f"{base}/images/{k}.json" for k in keys],
+        "scores": [f"{base}/scores/{k}.json" for k in keys],
     }
 
 

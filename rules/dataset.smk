@@ -1,10 +1,11 @@
 rule dataset:
-    """Assemble the kohya dataset folder (hard links + captions) and the tag frequencies."""
+    """Assemble the kohya dataset folder (hard links + captions), tag frequencies and the provenance manifest."""
     input:
         unpack(dataset_input),
     output:
         dataset=directory("results/{character}/dataset"),
         tag_frequency="results/{character}/tag_frequency.json",
+        manifest="results/{character}/dataset_manifest.json",
     log:
         "logs/{character}/dataset.log",
     params:

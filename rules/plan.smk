@@ -2,6 +2,7 @@ checkpoint plan:
     """Turn the features into N deterministic shots, each with a prompt and a content key."""
     input:
         features="results/{character}/features.json",
+        folder=folder_images,
     output:
         "results/{character}/plan.json",
     log:
@@ -9,6 +10,7 @@ checkpoint plan:
     params:
         plan=config["plan"],
         generate=pixel_inputs(config["generate"]),
+        folder=source_folder,
     threads: 1
     resources:
         mem_mb=500,

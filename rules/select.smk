@@ -1,14 +1,15 @@
 checkpoint select:
-    """Choose K of N candidates; every row of the table says why."""
+    """Choose K of N candidates; every row of the table and every tile of the contact sheet says why."""
     input:
         unpack(select_input),
     output:
-        report("results/{character}/selection.tsv", category="Selection"),
+        table=report("results/{character}/selection.tsv", category="Selection"),
+        sheet=report("results/{character}/selection.png", category="Selection"),
     log:
         "logs/{character}/select.log",
     params:
         select=config["select"],
-        size=[config["plan"]["width"], config["plan"]["height"]],
+        size=expected_size,
     threads: 1
     resources:
         mem_mb=1000,

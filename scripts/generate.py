@@ -13,6 +13,6 @@ with job(snakemake):
     with atomic_path(snakemake.output.image) as tmp:
         image.save(tmp, format="PNG")
     write_json(snakemake.output.provenance, {
-        "shot": shot, "source": "generated", "seconds": round(time.time() - started, 3),
+        "shot": shot, "source": extra.pop("source", "generated"), "seconds": round(time.time() - started, 3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra,
     })

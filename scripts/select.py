@@ -1,13 +1,27 @@
+import imagehash
+from PIL import Image
+
 from synthlora.io import read_json, write_text
 from synthlora.scripting import job
-from synthlora.selection import select, to_tsv
+from synthlora.selection import contact_sheet, load_overrides, select, to_tsv
 
 with job(snakemake):
-    provenance = [read_json(p) for p in snakemake.input.provenance]
-    candidates = [{"key": prov["shot"]["key"], "tags": prov["shot"]["tags"], "score": read_json(s)}
-                  for prov, s in zip(provenance, snakemake.input.scores)]
+    inp = snakemake.input
+    provenance = [read_json(p) for p in inp.provenance]
+    candidates = [{"key": prov["shot"]["key"], "tags": prov["shot"]["tags"], "source": prov.get("source", "generated"),
+                   "score": read_json(s), "vector": read_json(e)["vector"]}
+                  for prov, s, e in zip(provenance, inp.scores, inp.embeddings)]
+    if "answers" in inp.keys():
+        for c, path in zip(candidates, inp.answers):
+            c["answers"] = read_json(path)
+    with Image.open(inp.reference) as ref:
+        reference = {"phash": str(imagehash.phash(ref.convert("RGB"))),
+                     "vector": read_json(inp.reference_embedding)["vector"]}
+    overrides = load_overrides(inp.get("overrides"), [c["key"] for c in candidates])
     cfg = snakemake.params.select
-    rows = select(candidates, cfg["count"], cfg["max_duplicate_distance"], cfg["blur_drop_fraction"],
-                  tuple(snakemake.params.size))
+    size = snakemake.params.size
+    rows = select(candidates, cfg, tuple(size) if size else None, reference, overrides)
     print(f"selected {sum(r['selected'] for r in rows)} of {len(rows)}")
-    write_text(snakemake.output[0], to_tsv(rows))
+    write_text(snakemake.output.table, to_tsv(rows))
+    contact_sheet(rows, dict(zip([c["key"] for c in candidates], inp.images)), snakemake.output.sheet,
+                  thumb=cfg["contact_sheet_thumb"])

@@ -1,55 +1,183 @@
+"""Selection on constructed candidate sets whose right answer is known."""
+
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+import pytest
+from PIL import Image
 
-from synthlora.score import score_image
-from synthlora.selection import select, to_tsv
+from constructed import blurred, figure, lightly_edited, noisy, two_figures, with_text
+from synthlora.config import config_problem
+from synthlora.score import score_image, sharpness
+from synthlora.selection import (OverridesError, contact_sheet, identity_clusters, load_overrides, read_tsv,
+                                 select, to_tsv)
 
-
-def pattern(seed, size=64):
-    rng = np.random.default_rng(seed)
-    im = Image.new("RGB", (size, size), "white")
-    d = ImageDraw.Draw(im)
-    for _ in range(12):
-        x0, y0 = rng.integers(0, size - 8, 2)
-        d.rectangle([int(x0), int(y0), int(x0) + int(rng.integers(4, 24)), int(y0) + int(rng.integers(4, 24))],
-                    fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
-    return im
+REPO_SCHEMA = "config/config.schema.yaml"
+DIM = 32
 
 
-def candidate(tmp_path, name, im, view):
-    p = tmp_path / f"{name}.png"
-    if im is None:
-        p.write_bytes(b"not a png")
-    else:
-        im.save(p)
-    return {"key": name, "tags": {"views": view}, "score": score_image(p)}
+@pytest.fixture(scope="module")
+def defaults():
+    """The select settings a user gets without configuring anything (the schema's defaults)."""
+    from pathlib import Path
+
+    cfg = {"characters": {"x": {"reference": "r.png", "description": "d.md", "trigger": "x"}}}
+    assert config_problem(cfg, Path(__file__).resolve().parents[1] / REPO_SCHEMA) is None
+    return cfg["select"]
 
 
-def test_rejects_failures_with_reasons_and_keeps_coverage(tmp_path):
-    views = ["front", "side", "back"]
-    cands = [candidate(tmp_path, f"clean{i}", pattern(i), views[i % 3]) for i in range(9)]
-    cands.append(candidate(tmp_path, "broken", None, "front"))
-    cands.append(candidate(tmp_path, "dupe", pattern(0).filter(ImageFilter.GaussianBlur(0.3)), "front"))
-    cands.append(candidate(tmp_path, "blurry", pattern(99).filter(ImageFilter.GaussianBlur(6)), "side"))
-    cands.append(candidate(tmp_path, "small", pattern(5, size=32), "back"))
-    rows = {r["key"]: r for r in select(cands, count=6, max_duplicate_distance=6, blur_drop_fraction=0.1,
-                                        expected_size=(64, 64))}
-    assert "undecodable" in rows["broken"]["reason"] and not rows["broken"]["selected"]
-    assert "near-duplicate of clean0" in rows["dupe"]["reason"]
-    assert "blurriest" in rows["blurry"]["reason"]
-    assert "wrong size" in rows["small"]["reason"]
-    chosen = [r for r in rows.values() if r["selected"]]
-    assert len(chosen) == 6
-    assert {r["view"] for r in chosen} == set(views) and all(
-        sum(r["view"] == v for r in chosen) == 2 for v in views), "round-robin over views"
-    assert all(r["reason"] for r in rows.values())
-    tsv = to_tsv(list(rows.values()))
-    assert tsv.count("\n") == len(rows) + 1
+def unit(v):
+    return v / np.linalg.norm(v)
+
+
+@pytest.fixture(scope="module")
+def constructed(tmp_path_factory):
+    """~30 scored candidates: clean figures plus one of each failure, with constructed identity
+    embeddings (clean ones near one identity; the reference near it but not a copy)."""
+    root = tmp_path_factory.mktemp("constructed")
+    rng = np.random.default_rng(7)
+    identity, stranger = unit(rng.normal(size=DIM)), unit(rng.normal(size=DIM))
+
+    def near(v, spread=0.25):
+        return list(unit(v + spread * unit(rng.normal(size=DIM))))
+
+    reference = figure(999)
+    ref_vector = near(identity, 0.6)
+    views = ["front view", "from side", "from behind"]
+    images = {f"clean{i}": (figure(i), near(identity), {"views": views[i % 3], "backgrounds": "white background"})
+              for i in range(12)}
+    bad = {
+        "text": (with_text(figure(50, scale=0.75)), near(identity), "burnt-in text or watermark"),
+        "two_figures": (two_figures(60), near(identity), "more than one figure"),
+        "blurred": (blurred(figure(70)), near(identity), "blurred"),
+        "noisy": (noisy(figure(80)), near(identity), "noisy"),
+        "wrong_background": (figure(90, background=(30, 120, 40)), near(identity), "background is not the 'white background'"),
+        "reference_copy": (reference, near(identity), "near-copy of reference (phash"),
+        "reference_edited": (lightly_edited(reference), near(identity), "near-copy of reference (phash"),
+        "reference_twin": (figure(300), ref_vector, "near-copy of reference (embedding"),
+        "duplicate": (blurred(figure(0), 0.6), near(identity), "near-duplicate of clean0"),
+        "off_identity": (figure(400), near(stranger), "off-identity"),
+    }
+    images.update({k: (im, vec, {"views": "front view", "backgrounds": "white background"}) for k, (im, vec, _) in bad.items()})
+    candidates = []
+    for key, (im, vec, tags) in images.items():
+        path = root / f"{key}.png"
+        im.save(path)
+        candidates.append({"key": key, "tags": tags, "score": score_image(path), "vector": vec, "path": path})
+    import imagehash
+
+    ref = {"phash": str(imagehash.phash(reference)), "vector": ref_vector}
+    return {"candidates": candidates, "reference": ref, "expected": {k: why for k, (_, _, why) in bad.items()}}
+
+
+def run(constructed, defaults, **settings):
+    s = {**defaults, "min_sharpness": 100, "blur_drop_fraction": 0.0, **settings}
+    return {r["key"]: r for r in select(constructed["candidates"], s, (96, 96), constructed["reference"])}
+
+
+def test_each_bad_image_is_rejected_for_its_reason_and_clean_ones_are_kept(constructed, defaults):
+    rows = run(constructed, defaults, count=50)
+    for key, why in constructed["expected"].items():
+        assert not rows[key]["selected"], (key, rows[key]["reason"])
+        assert rows[key]["reason"].startswith(why), (key, rows[key]["reason"])
+    clean = [k for k in rows if k.startswith("clean")]
+    assert all(rows[k]["selected"] for k in clean), {k: rows[k]["reason"] for k in clean if not rows[k]["selected"]}
+    assert rows["text"]["text"] == "SAMPLE"
+    assert rows["off_identity"]["identity"] < defaults["min_identity_similarity"] <= min(rows[k]["identity"] for k in clean)
+
+
+def test_selection_keeps_the_plan_spread_and_breaks_ties_by_quality(constructed, defaults):
+    cands = [c for c in constructed["candidates"] if c["key"].startswith("clean")]
+    # Most candidates are front views: a quality-only pick could take only front views.
+    cands = [{**c, "tags": {"views": "front view" if i < 8 else ["from side", "from behind"][i % 2]}}
+             for i, c in enumerate(cands)]
+    s = {**defaults, "count": 6, "blur_drop_fraction": 0.0}
+    rows = select(cands, s, (96, 96), constructed["reference"])
+    chosen = [r for r in rows if r["selected"]]
+    assert sorted(r["view"] for r in chosen) == ["from behind"] * 2 + ["from side"] * 2 + ["front view"] * 2
+    fronts = sorted((r for r in rows if r["view"] == "front view"), key=lambda r: -r["score"])
+    assert [r["selected"] for r in fronts] == [True, True] + [False] * 6, "the best front views are the ones kept"
+    assert all("not needed" in r["reason"] for r in fronts[2:])
+
+
+def test_identity_keeps_the_largest_cluster_even_when_a_smaller_one_is_tighter():
+    rng = np.random.default_rng(3)
+    a, b = unit(rng.normal(size=DIM)), unit(rng.normal(size=DIM))
+    vectors = np.stack([unit(a + 0.3 * unit(rng.normal(size=DIM))) for _ in range(10)]
+                       + [unit(b + 0.05 * unit(rng.normal(size=DIM))) for _ in range(4)])
+    labels, main, centre, cohesion = identity_clusters(vectors, max_distance=0.3)
+    assert (labels == main).sum() == 10 and set(labels[10:]) != {main}
+    assert centre @ a > 0.95 and 0.7 < cohesion < 1
+
+
+def test_overrides_force_include_and_exclude_but_never_a_near_copy(constructed, defaults, tmp_path):
+    cands = constructed["candidates"]
+    keys = [c["key"] for c in cands]
+    path = tmp_path / "overrides.yaml"
+    path.write_text("include: [text, reference_copy]\nexclude: [clean0]\n")
+    overrides = load_overrides(path, keys)
+    s = {**defaults, "count": 5, "min_sharpness": 100}
+    rows = {r["key"]: r for r in select(cands, s, (96, 96), constructed["reference"], overrides)}
+    assert rows["text"]["selected"] and rows["text"]["reason"].startswith("force-included by overrides file")
+    assert "burnt-in text" in rows["text"]["reason"], "the override says what it overrode"
+    assert not rows["clean0"]["selected"] and rows["clean0"]["reason"].startswith("excluded by overrides file")
+    assert not rows["reference_copy"]["selected"] and "force-include refused" in rows["reference_copy"]["reason"]
+    assert sum(r["selected"] for r in rows.values()) == 5
+
+    path.write_text("include: [clena3]\n")
+    with pytest.raises(OverridesError, match=r"overrides\.yaml: include names clena3, which is not a candidate key"):
+        load_overrides(path, keys)
+    path.write_text("exclude: clean1\n")
+    with pytest.raises(OverridesError, match="'exclude' must be a list"):
+        load_overrides(path, keys)
+
+
+def test_table_and_contact_sheet_explain_every_candidate(constructed, defaults, tmp_path):
+    rows = list(run(constructed, defaults, count=8).values())
+    (tmp_path / "selection.tsv").write_text(to_tsv(rows))
+    back = read_tsv(tmp_path / "selection.tsv")
+    assert [r["key"] for r in back] == [r["key"] for r in rows]
+    assert list(back[0])[:3] == ["key", "selected", "reason"]
+    assert {"score", "identity", "reference_similarity", "reference_phash_distance", "sharpness", "noise", "text",
+            "figures", "border_rgb"} <= set(back[0])
+    assert all(r["reason"] for r in back)
+    sheet = tmp_path / "sheet.png"
+    contact_sheet(rows, {c["key"]: c["path"] for c in constructed["candidates"]}, sheet, thumb=64, columns=6)
+    with Image.open(sheet) as im:
+        arr = np.asarray(im.convert("RGB"))
+    tile_w, tile_h = 64 + 8, 64 + 8 + 52
+    assert im.size == (6 * tile_w, -(-len(rows) // 6) * tile_h)
+    for i, r in enumerate(rows):  # each frame's colour says selected (green) or rejected (red)
+        x, y = (i % 6) * tile_w + 1, (i // 6) * tile_h + 1
+        red, green, _ = arr[y, x]
+        assert (green > red) == r["selected"], r["key"]
 
 
 def test_sharpness_orders_blur():
-    from synthlora.score import sharpness
+    sharp = figure(1).convert("L")
+    assert sharpness(np.asarray(sharp)) > 4 * sharpness(np.asarray(blurred(figure(1), 2).convert("L")))
 
-    sharp = pattern(1).convert("L")
-    blurred = sharp.filter(ImageFilter.GaussianBlur(2))
-    assert sharpness(np.asarray(sharp)) > 4 * sharpness(np.asarray(blurred))
+
+def test_a_vlm_yes_no_answer_rejects_with_the_question_as_reason(constructed, defaults):
+    question = "Are two people or fused bodies in this image?"
+    cands = [{**c, "answers": {question: "yes" if c["key"] == "clean1" else "no"}}
+             for c in constructed["candidates"] if c["key"].startswith("clean")]
+    rows = {r["key"]: r for r in select(cands, {**defaults, "count": 50, "vlm_questions": {question: "yes"}},
+                                        (96, 96), constructed["reference"])}
+    assert rows["clean1"]["reason"] == f"the VLM answered 'yes' to {question!r}"
+    assert all(r["selected"] for k, r in rows.items() if k != "clean1")
+    assert rows["clean2"]["answers"] == f"{question} no"
+
+
+def test_ask_yes_no_constrains_answers_to_yes_or_no():
+    from synthlora.selection import ask_yes_no
+
+    class Recorder:  # a Captioner that answers the first allowed word, and shows what it was asked
+        def tag(self, image, vocabulary, instruction):
+            self.asked = (vocabulary, instruction)
+            return {cat: words[0] for cat, words in vocabulary.items()}
+
+    captioner = Recorder()
+    answers = ask_yes_no(captioner, None, ["Is there text?", "Is the background plain?"])
+    assert answers == {"Is there text?": "yes", "Is the background plain?": "yes"}
+    vocabulary, instruction = captioner.asked
+    assert all(words == ["yes", "no"] for words in vocabulary.values())
+    assert "Is there text?" in instruction and "Is the background plain?" in instruction

@@ -22,7 +22,7 @@ PLACEHOLDER = {"views": "view", "poses": "pose", "expressions": "expression", "f
 
 def pixel_inputs(generate_cfg: dict) -> dict[str, Any]:
     """The generator settings that change pixels; everything else (device, retries …) is excluded."""
-    ignore = set(generate_cfg.get("key_ignores", [])) | {"device", "key_ignores", "max_concurrent", "retries"}
+    ignore = set(generate_cfg.get("key_ignores", [])) | {"device", "key_ignores", "max_concurrent", "retries", "folder"}
     return {k: v for k, v in sorted(generate_cfg.items()) if k not in ignore}
 
 

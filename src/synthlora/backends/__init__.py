@@ -5,7 +5,7 @@ from __future__ import annotations
 from synthlora.backends.base import Analyzer, Captioner, Generator
 
 ANALYZE_BACKENDS = ("manual", "transformers")
-GENERATE_BACKENDS = ("diffusers",)
+GENERATE_BACKENDS = ("diffusers", "folder")
 CAPTION_BACKENDS = ("transformers",)
 
 
@@ -29,6 +29,10 @@ def make_generator(cfg: dict) -> Generator:
         from synthlora.backends.diffusers_gen import DiffusersGenerator
 
         return DiffusersGenerator(cfg["model"], device=cfg["device"], dtype=cfg["dtype"])
+    if backend == "folder":
+        from synthlora.backends.folder import FolderGenerator
+
+        return FolderGenerator()
     raise ValueError(f"generate.backend {backend!r} is not one of {GENERATE_BACKENDS}")
 
 

@@ -1,0 +1,13 @@
+from PIL import Image
+
+from synthlora.backends import make_captioner
+from synthlora.io import write_json
+from synthlora.scripting import job
+from synthlora.selection import ask_yes_no
+
+with job(snakemake):
+    captioner = make_captioner({**snakemake.params.settings, "device": snakemake.config["caption"]["device"]})
+    with Image.open(snakemake.input.image) as im:
+        answers = ask_yes_no(captioner, im.convert("RGB"), snakemake.params.questions)
+    print(answers)
+    write_json(snakemake.output[0], answers)
