@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 from synthlora.config import ConfigError, check_characters, config_problem
 from synthlora.io import content_hash, read_json
+from synthlora.evaluate import BASE as BASE_RUN, render_settings, run_name, suite_items
 from synthlora.kohya import checkpoint_name, saved_epochs, training_fingerprint
 from synthlora.plan import pixel_inputs, shot_by_key
 from synthlora.selection import selected_keys
@@ -27,6 +28,7 @@ DEMO_MODELS = ("sdxl", "vlm", "embedder")
 wildcard_constraints:
     character="|".join(re.escape(c) for c in CHARACTERS),
     key="[0-9a-f]{16}",
+    run="base|[0-9]{6}",
 
 
 def character(wildcards):
@@ -73,6 +75,7 @@ def final_targets(wildcards):
         plan = cached_json(checkpoints.plan.get(character=c).output[0])
         targets += [f"results/{c}/images/{shot['key']}.png" for shot in plan["shots"]]
         targets.append(f"results/{c}/lora/{c}.safetensors")
+        targets += evaluation_targets(c)
     return targets
 
 
@@ -180,8 +183,11 @@ def epoch_loras(character):
 
 
 def delivered_epoch_lora(wildcards):
-    """The epoch delivered as lora/{character}.safetensors: the last one (evaluation may choose)."""
-    return epoch_loras(wildcards.character)[-1]
+    """The epoch delivered as lora/{character}.safetensors: the best by evaluation (eval/best.json,
+    rule in synthlora.evaluate.pick_best), then the evaluation's choice itself."""
+    best = checkpoints.eval_summary.get(character=wildcards.character).output.best
+    epoch = int(cached_json(best)["epoch"])
+    return [f"results/{wildcards.character}/lora/epochs/{checkpoint_name(wildcards.character, epoch)}", best]
 
 
 def train_input(wildcards):
@@ -203,3 +209,68 @@ def train_fingerprint(wildcards):
         config["train"], wildcards.character, lora_dir(wildcards), dataset_dir(wildcards),
         character(wildcards)["trigger"], selected_of(wildcards), caption_settings(wildcards),
     )
+
+
+# ---- evaluate --------------------------------------------------------------------------------
+
+REPORT_PICTURES = ("tag_frequency", "selection_sheet", "loss_curve", "metrics_vs_epoch")
+EVAL_RUNS = [BASE_RUN] + [run_name(e) for e in SAVED_EPOCHS]
+
+
+def eval_model():
+    return config["evaluate"]["model"] or config["train"]["base_model"]
+
+
+def eval_items(wildcards):
+    return suite_items(config["evaluate"], character(wildcards)["trigger"])
+
+
+def eval_render_settings(wildcards):
+    return render_settings(config["evaluate"], config["train"]["base_model"])
+
+
+def eval_checkpoint(wildcards):
+    """What names the checkpoint's bytes: the training fingerprint and the epoch (none for base).
+    The LoRA file itself is ancient(), so a test image is redone only when this or the suite changes."""
+    if wildcards.run == BASE_RUN:
+        return None
+    return {"fingerprint": train_fingerprint(wildcards), "epoch": int(wildcards.run)}
+
+
+def evaluate_input(wildcards):
+    inputs = {"model": model_input(eval_model())}
+    if wildcards.run != BASE_RUN:
+        inputs["lora"] = ancient(f"results/{wildcards.character}/lora/epochs/"
+                                 f"{checkpoint_name(wildcards.character, int(wildcards.run))}")
+    return inputs
+
+
+def eval_metrics_input(wildcards):
+    """The dataset images are ancient(): their keys (a param) already name their pixels."""
+    base = f"results/{wildcards.character}"
+    return {
+        "outputs": f"{base}/eval/{wildcards.run}/outputs.json",
+        "images": f"{base}/eval/{wildcards.run}/images",
+        "reference": character(wildcards)["reference"],
+        "dataset": [ancient(f"{base}/images/{k}.png") for k in selected_of(wildcards)],
+        "embedder": model_input(config["evaluate"]["embedder"]),
+    }
+
+
+def eval_metrics_settings(wildcards):
+    cfg = config["evaluate"]
+    return {"embedder": cfg["embedder"], "dtype": cfg["dtype"], "min_std_luma": cfg["min_std_luma"],
+            "trigger": character(wildcards)["trigger"], "dataset": selected_of(wildcards)}
+
+
+def eval_sheet_input(wildcards):
+    base = f"results/{wildcards.character}/eval"
+    runs = [BASE_RUN] if wildcards.run == BASE_RUN else [BASE_RUN, wildcards.run]
+    return {"outputs": [f"{base}/{r}/outputs.json" for r in runs],
+            "images": [f"{base}/{r}/images" for r in runs]}
+
+
+def evaluation_targets(c):
+    return [f"results/{c}/MODEL_CARD.md",
+            *[f"results/{c}/eval/{r}/contact_sheet.png" for r in EVAL_RUNS],
+            *[f"results/{c}/report/{name}.png" for name in REPORT_PICTURES]]

@@ -1,0 +1,77 @@
+"""Image and text embeddings from a CLIP-family model (CLIP, SigLIP …) loaded with ``from_pretrained``.
+
+One small class so the selection stage (identity clustering) and evaluation (identity, prompt
+adherence) share the same loading code. Embeddings come back L2-normalised as numpy arrays, so a
+dot product is a cosine similarity. Random-weight demo embeddings mean nothing; the metric
+functions that use them are tested on constructed embeddings (tests/test_evaluate_metrics.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(norms == 0, 1.0, norms)
+
+
+def _features(out):
+    """transformers 5 returns a BaseModelOutputWithPooling from get_*_features (the projected
+    embedding is its pooler_output); older versions return the tensor itself."""
+    return getattr(out, "pooler_output", out)
+
+
+class Embedder:
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", batch_size: int = 16):
+        import torch
+        from transformers import AutoModel, AutoProcessor
+
+        from synthlora.backends.base import resolve_device
+
+        self.device = resolve_device(device)
+        torch_dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16,
+                       "float16": torch.float16}[dtype]
+        if torch_dtype is None:
+            torch_dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        self.model = AutoModel.from_pretrained(model, dtype=torch_dtype).to(self.device).eval()
+        self.processor = AutoProcessor.from_pretrained(model)
+        self.dtype = torch_dtype
+        self.batch_size = batch_size
+        self.name = str(model)
+
+    def images(self, images: Sequence) -> np.ndarray:
+        """PIL images or paths → (n, d) unit vectors."""
+        import torch
+        from PIL import Image
+
+        out = []
+        for i in range(0, len(images), self.batch_size):
+            batch = []
+            for im in images[i:i + self.batch_size]:
+                if isinstance(im, (str, Path)):
+                    with Image.open(im) as f:
+                        im = f.convert("RGB")
+                batch.append(im.convert("RGB"))
+            inputs = self.processor(images=batch, return_tensors="pt").to(self.device)
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+            with torch.no_grad():
+                out.append(_features(self.model.get_image_features(**inputs)).float().cpu().numpy())
+        return normalize(np.concatenate(out)) if out else np.zeros((0, 0))
+
+    def texts(self, texts: Iterable[str]) -> np.ndarray:
+        """Strings → (n, d) unit vectors (truncated to the model's context length)."""
+        import torch
+
+        texts = list(texts)
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            inputs = self.processor(text=texts[i:i + self.batch_size], padding=True, truncation=True,
+                                    return_tensors="pt").to(self.device)
+            with torch.no_grad():
+                out.append(_features(self.model.get_text_features(**inputs)).float().cpu().numpy())
+        return normalize(np.concatenate(out)) if out else np.zeros((0, 0))
