@@ -183,11 +183,11 @@ def epoch_loras(character):
 
 
 def delivered_epoch_lora(wildcards):
-    """The epoch delivered as lora/{character}.safetensors: the best by evaluation (eval/best.json,
-    rule in synthlora.evaluate.pick_best), then the evaluation's choice itself."""
-    best = checkpoints.eval_summary.get(character=wildcards.character).output.best
-    epoch = int(cached_json(best)["epoch"])
-    return [f"results/{wildcards.character}/lora/epochs/{checkpoint_name(wildcards.character, epoch)}", best]
+    """The evaluation's choice (eval/best.json, rule in synthlora.evaluate.pick_best) and every saved
+    epoch it may name; deliver_lora links the chosen one. ancient(): the LoRAs' content is already
+    named by best.json, so a retrained epoch reaches delivery through a new best.json."""
+    c = wildcards.character
+    return {"best": f"results/{c}/eval/best.json", "loras": [ancient(p) for p in epoch_loras(c)]}
 
 
 def train_input(wildcards):
@@ -230,29 +230,29 @@ def eval_render_settings(wildcards):
 
 
 def eval_checkpoint(wildcards):
-    """What names the checkpoint's bytes: the training fingerprint and the epoch (none for base).
-    The LoRA file itself is ancient(), so a test image is redone only when this or the suite changes."""
+    """The checkpoint a run renders with (none for base). Its LoRA file is an input: it changes only
+    when train reruns, which only a changed training fingerprint makes it do."""
     if wildcards.run == BASE_RUN:
         return None
-    return {"fingerprint": train_fingerprint(wildcards), "epoch": int(wildcards.run)}
+    return {"epoch": int(wildcards.run)}
 
 
 def evaluate_input(wildcards):
     inputs = {"model": model_input(eval_model())}
     if wildcards.run != BASE_RUN:
-        inputs["lora"] = ancient(f"results/{wildcards.character}/lora/epochs/"
-                                 f"{checkpoint_name(wildcards.character, int(wildcards.run))}")
+        inputs["lora"] = f"results/{wildcards.character}/lora/epochs/{checkpoint_name(wildcards.character, int(wildcards.run))}"
     return inputs
 
 
 def eval_metrics_input(wildcards):
-    """The dataset images are ancient(): their keys (a param) already name their pixels."""
+    """No checkpoint call here (it would leave the job's input undetermined when the selection
+    checkpoint does not run in the same invocation): the dataset folder holds the selected images."""
     base = f"results/{wildcards.character}"
     return {
-        "outputs": f"{base}/eval/{wildcards.run}/outputs.json",
-        "images": f"{base}/eval/{wildcards.run}/images",
+        "rendered": f"{base}/eval/{wildcards.run}/outputs.json",
+        "rendered_dir": f"{base}/eval/{wildcards.run}/images",
         "reference": character(wildcards)["reference"],
-        "dataset": [ancient(f"{base}/images/{k}.png") for k in selected_of(wildcards)],
+        "dataset": f"{base}/dataset",
         "embedder": model_input(config["evaluate"]["embedder"]),
     }
 
@@ -260,14 +260,14 @@ def eval_metrics_input(wildcards):
 def eval_metrics_settings(wildcards):
     cfg = config["evaluate"]
     return {"embedder": cfg["embedder"], "dtype": cfg["dtype"], "min_std_luma": cfg["min_std_luma"],
-            "trigger": character(wildcards)["trigger"], "dataset": selected_of(wildcards)}
+            "trigger": character(wildcards)["trigger"]}
 
 
 def eval_sheet_input(wildcards):
     base = f"results/{wildcards.character}/eval"
     runs = [BASE_RUN] if wildcards.run == BASE_RUN else [BASE_RUN, wildcards.run]
-    return {"outputs": [f"{base}/{r}/outputs.json" for r in runs],
-            "images": [f"{base}/{r}/images" for r in runs]}
+    return {"rendered": [f"{base}/{r}/outputs.json" for r in runs],
+            "rendered_dirs": [f"{base}/{r}/images" for r in runs]}
 
 
 def evaluation_targets(c):

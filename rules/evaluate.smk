@@ -10,7 +10,7 @@ rule evaluate:
     benchmark:
         "benchmarks/{character}/evaluate/{run}.tsv"
     params:
-        items=eval_items,
+        suite=eval_items,
         settings=eval_render_settings,
         checkpoint=eval_checkpoint,
     threads: 1
@@ -40,7 +40,7 @@ rule eval_metrics:
         "../scripts/eval_metrics.py"
 
 
-checkpoint eval_summary:
+rule eval_summary:
     """One metrics row per checkpoint (and the baseline), the combined score, and the best epoch."""
     input:
         metrics=expand("results/{{character}}/eval/{run}/metrics.json", run=EVAL_RUNS),
@@ -83,7 +83,6 @@ rule eval_sheet:
 rule report_pictures:
     """Charts of the run: tag frequencies, selection contact sheet, loss curve, metrics per epoch."""
     input:
-        unpack(select_input),
         selection="results/{character}/selection.tsv",
         tag_frequency="results/{character}/tag_frequency.json",
         train_summary="results/{character}/lora/train_summary.json",
@@ -120,7 +119,6 @@ rule model_card:
         train_summary="results/{character}/lora/train_summary.json",
         train_toml="results/{character}/kohya/train.toml",
         dataset_toml="results/{character}/kohya/dataset.toml",
-        provenance=lambda w: [f"results/{w.character}/images/{k}.json" for k in selected_of(w)],
     output:
         card=report("results/{character}/MODEL_CARD.md", category="Model card",
                     caption="../report/model_card.rst"),

@@ -83,8 +83,8 @@ def render_suite(items: list[dict], settings: dict, lora: str | None, out_dir: s
     pipe = AutoPipelineForText2Image.from_pretrained(settings["model"], dtype=dtype).to(device)
     pipe.set_progress_bar_config(disable=True)
     if lora:
-        pipe.load_lora_weights(str(lora), adapter_name="eval")
-        pipe.set_adapters(["eval"], adapter_weights=[settings["lora_weight"]])
+        pipe.load_lora_weights(str(lora), adapter_name="checkpoint")
+        pipe.set_adapters(["checkpoint"], adapter_weights=[settings["lora_weight"]])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rendered = []
@@ -302,3 +302,14 @@ def summarize(run_metrics: list[dict], train_summary: dict, weights: dict[str, f
         + f" {best_by} among saved epochs; ties go to the earlier epoch; the baseline is never delivered",
         "runs": measured,
     }
+
+
+def delivered_path(best_json: str | Path, loras: list[str]) -> str:
+    """The saved-epoch LoRA that best.json names (its file name ends in -{epoch:06d}.safetensors)."""
+    from synthlora.io import read_json
+
+    epoch = int(read_json(best_json)["epoch"])
+    for p in loras:
+        if Path(p).name.endswith(f"-{epoch:06d}.safetensors"):
+            return str(p)
+    raise FileNotFoundError(f"{best_json} names epoch {epoch}, which is not among {list(loras)}")

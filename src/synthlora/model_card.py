@@ -66,7 +66,7 @@ def _fmt(v: str) -> str:
         return v
 
 
-def model_card(inputs, character: dict, cfg: dict, demo_models_dir: str = "") -> str:
+def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_models_dir: str = "") -> str:
     """The card's Markdown. ``inputs``: the rule's named inputs (see rules/evaluate.smk)."""
     from synthlora.evaluate import METRICS, read_tsv
     from synthlora.kohya import read_toml, validate_train
@@ -79,7 +79,7 @@ def model_card(inputs, character: dict, cfg: dict, demo_models_dir: str = "") ->
     best = read_json(inputs.best)
     freq = read_json(inputs.tag_frequency)
     metrics = read_tsv(inputs.metrics)
-    prov = provenance_rows(list(inputs.provenance), character["reference"])
+    prov = provenance_rows(list(provenance), character["reference"])
     n_images = len(prov)
     base_model = flat["pretrained_model_name_or_path"]
     demo = bool(demo_models_dir) and str(base_model).rstrip("/").startswith(demo_models_dir.rstrip("/"))

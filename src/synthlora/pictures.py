@@ -204,7 +204,7 @@ def report_pictures(inputs, outputs, character: str, trigger: str) -> None:
               xlabel="captions", total=total)
 
     rows = read_tsv(inputs.selection)
-    images = {Path(p).stem: p for p in inputs.images}
+    images = {r["key"]: Path(inputs.selection).parent / "images" / f"{r['key']}.png" for r in rows}
     selection_sheet(rows, images, outputs.selection_sheet,
                     title=f"{character}: {sum(r['selected'] for r in rows)} of {len(rows)} selected")
 
