@@ -186,7 +186,7 @@ def selection_sheet(selection_rows: list[dict], image_for_key: dict[str, str], o
     for i in range(0, len(cells), columns):
         chunk = cells[i:i + columns]
         grid.append([c[0] for c in chunk])
-        labels.append([(("✓ " if r["selected"] else "✗ ") + r["key"][:6] + " " + r["reason"]) for _, r in chunk])
+        labels.append([r["key"][:6] + " " + r["reason"] for _, r in chunk])
         borders.append([("#2a2" if r["selected"] else "#c33") for _, r in chunk])
     contact_sheet(grid, None, None, out=out, title=title, cell=128, cell_labels=labels, borders=borders)
 
