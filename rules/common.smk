@@ -245,14 +245,17 @@ def evaluate_input(wildcards):
 
 
 def eval_metrics_input(wildcards):
-    """No checkpoint call here (it would leave the job's input undetermined when the selection
-    checkpoint does not run in the same invocation): the dataset folder holds the selected images."""
+    """The dataset folder holds the selected images. It is ancient(): train_summary.json stands for
+    its content, being rewritten exactly when the training fingerprint (selection, captions, TOMLs)
+    changed, so a byte-identical rebuild of the dataset measures nothing again. (No checkpoint call
+    here: it left the job's input undetermined when the selection did not run in the same invocation.)"""
     base = f"results/{wildcards.character}"
     return {
         "rendered": f"{base}/eval/{wildcards.run}/outputs.json",
         "rendered_dir": f"{base}/eval/{wildcards.run}/images",
         "reference": character(wildcards)["reference"],
-        "dataset": f"{base}/dataset",
+        "dataset": ancient(f"{base}/dataset"),
+        "train_summary": f"{base}/lora/train_summary.json",
         "embedder": model_input(config["evaluate"]["embedder"]),
     }
 

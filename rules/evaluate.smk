@@ -83,8 +83,9 @@ rule eval_sheet:
 rule report_pictures:
     """Charts of the run: tag frequencies, selection contact sheet, loss curve, metrics per epoch."""
     input:
-        selection="results/{character}/selection.tsv",
-        tag_frequency="results/{character}/tag_frequency.json",
+        # ancient(): train_summary.json is rewritten exactly when their content changed (see eval_metrics)
+        selection=ancient("results/{character}/selection.tsv"),
+        tag_frequency=ancient("results/{character}/tag_frequency.json"),
         train_summary="results/{character}/lora/train_summary.json",
         metrics="results/{character}/eval/metrics.tsv",
     output:
@@ -114,11 +115,12 @@ rule model_card:
         lora="results/{character}/lora/{character}.safetensors",
         best="results/{character}/eval/best.json",
         metrics="results/{character}/eval/metrics.tsv",
-        selection="results/{character}/selection.tsv",
-        tag_frequency="results/{character}/tag_frequency.json",
+        # ancient(): train_summary.json is rewritten exactly when their content changed (see eval_metrics)
+        selection=ancient("results/{character}/selection.tsv"),
+        tag_frequency=ancient("results/{character}/tag_frequency.json"),
         train_summary="results/{character}/lora/train_summary.json",
-        train_toml="results/{character}/kohya/train.toml",
-        dataset_toml="results/{character}/kohya/dataset.toml",
+        train_toml=ancient("results/{character}/kohya/train.toml"),
+        dataset_toml=ancient("results/{character}/kohya/dataset.toml"),
     output:
         card=report("results/{character}/MODEL_CARD.md", category="Model card",
                     caption="../report/model_card.rst"),
