@@ -50,6 +50,15 @@ def provenance_table(provenance_files: list[str], reference: str) -> str:
     return buf.getvalue()
 
 
+def safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """A .safetensors file's ``__metadata__`` (its header is 8 bytes of length, then JSON): no torch."""
+    import struct
+
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(n)).get("__metadata__", {}) or {}
+
+
 def md_table(header: list[str], rows: list[list[Any]]) -> str:
     def cell(v):
         return str(v).replace("|", "\\|").replace("\n", " ")
@@ -81,6 +90,7 @@ def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_m
     metrics = read_tsv(inputs.metrics)
     prov = provenance_rows(list(provenance), character["reference"])
     n_images = len(prov)
+    meta = safetensors_metadata(inputs.lora)
     base_model = flat["pretrained_model_name_or_path"]
     demo = bool(demo_models_dir) and str(base_model).rstrip("/").startswith(demo_models_dir.rstrip("/"))
     res = ds["resolution"]
@@ -109,9 +119,10 @@ def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_m
                 ["UNet learning rate", flat.get("unet_lr", flat["learning_rate"])],
                 ["Text-encoder learning rate", te_lr[0] if te_lr and not flat.get("network_train_unet_only") else "not trained"],
                 ["Optimizer / schedule", f"{flat['optimizer_type']} / {flat['lr_scheduler']} (warm-up {flat.get('lr_warmup_steps', 0)})"],
-                ["Mixed precision", flat["mixed_precision"]],
+                ["Mixed precision", meta.get("ss_mixed_precision", flat["mixed_precision"])],
                 ["Seed", flat["seed"]],
                 ["Trainer", f"{cfg['train']['backend']}"],
+                ["Model hash (sshs_model_hash)", meta.get("sshs_model_hash", "")[:16]],
                 ["Final loss", f"{summary['final_loss']:.4f}" if summary.get("final_loss") is not None else ""],
             ]), ""]
 
