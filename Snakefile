@@ -22,6 +22,9 @@ if os.path.isdir(_src):
 configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/demo_models.smk"
 include: "rules/analyze.smk"
@@ -33,10 +36,11 @@ include: "rules/caption.smk"
 include: "rules/dataset.smk"
 include: "rules/kohya_config.smk"
 include: "rules/train.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:
-    """Every character's trained LoRA and every planned image."""
+    """Every character's trained LoRA, its evaluation and model card, and every planned image."""
     input:
         final_targets,
     default_target: True

@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 from synthlora.config import ConfigError, check_characters, config_problem
 from synthlora.io import content_hash, read_json
+from synthlora.evaluate import BASE as BASE_RUN, render_settings, run_name, suite_items
 from synthlora.kohya import checkpoint_name, fingerprint, saved_epochs, training_inputs
 from synthlora.plan import pixel_inputs, shot_by_key
 from synthlora.selection import selected_keys
@@ -28,6 +29,7 @@ wildcard_constraints:
     character="|".join(re.escape(c) for c in CHARACTERS),
     key="[0-9a-f]{16}",
     fingerprint="[0-9a-f]{32}",
+    run="base|[0-9]{6}",
 
 
 def character(wildcards):
@@ -85,6 +87,7 @@ def final_targets(wildcards):
         selection = checkpoints.select.get(character=c).output[0]
         targets += [selection, f"results/{c}/kohya/fingerprint/{fingerprint(training_inputs_for(c))}.json"]
         targets.append(f"results/{c}/lora/{c}.safetensors")
+        targets += evaluation_targets(c)
     return targets
 
 
@@ -233,8 +236,11 @@ def epoch_loras(character):
 
 
 def delivered_epoch_lora(wildcards):
-    """The epoch delivered as lora/{character}.safetensors: the last one (evaluation may choose)."""
-    return epoch_loras(wildcards.character)[-1]
+    """The evaluation's choice (eval/best.json, rule in synthlora.evaluate.pick_best) and every saved
+    epoch it may name; deliver_lora links the chosen one. ancient(): the LoRAs' content is already
+    named by best.json, so a retrained epoch reaches delivery through a new best.json."""
+    c = wildcards.character
+    return {"best": f"results/{c}/eval/best.json", "loras": [ancient(p) for p in epoch_loras(c)]}
 
 
 def training_inputs_for(name):
@@ -285,3 +291,71 @@ def train_input(wildcards):
         "train_toml": ancient(f"{base}/kohya/train.toml"),
         "model": model_input(config["train"]["base_model"]),
     }
+
+
+# ---- evaluate --------------------------------------------------------------------------------
+
+REPORT_PICTURES = ("tag_frequency", "selection_sheet", "loss_curve", "metrics_vs_epoch")
+EVAL_RUNS = [BASE_RUN] + [run_name(e) for e in SAVED_EPOCHS]
+
+
+def eval_model():
+    return config["evaluate"]["model"] or config["train"]["base_model"]
+
+
+def eval_items(wildcards):
+    return suite_items(config["evaluate"], character(wildcards)["trigger"])
+
+
+def eval_render_settings(wildcards):
+    return render_settings(config["evaluate"], config["train"]["base_model"])
+
+
+def eval_checkpoint(wildcards):
+    """The checkpoint a run renders with (none for base). Its LoRA file is an input: it changes only
+    when train reruns, which only a changed training fingerprint makes it do."""
+    if wildcards.run == BASE_RUN:
+        return None
+    return {"epoch": int(wildcards.run)}
+
+
+def evaluate_input(wildcards):
+    inputs = {"model": model_input(eval_model())}
+    if wildcards.run != BASE_RUN:
+        inputs["lora"] = f"results/{wildcards.character}/lora/epochs/{checkpoint_name(wildcards.character, int(wildcards.run))}"
+    return inputs
+
+
+def eval_metrics_input(wildcards):
+    """The dataset folder holds the selected images. It is ancient(): train_summary.json stands for
+    its content, being rewritten exactly when the training fingerprint (selection, captions, TOMLs)
+    changed, so a byte-identical rebuild of the dataset measures nothing again. (No checkpoint call
+    here: it left the job's input undetermined when the selection did not run in the same invocation.)"""
+    base = f"results/{wildcards.character}"
+    return {
+        "rendered": f"{base}/eval/{wildcards.run}/outputs.json",
+        "rendered_dir": f"{base}/eval/{wildcards.run}/images",
+        "reference": character(wildcards)["reference"],
+        "dataset": ancient(f"{base}/dataset"),
+        "train_summary": f"{base}/lora/train_summary.json",
+        "embedder": model_input(config["evaluate"]["embedder"]),
+    }
+
+
+def eval_metrics_settings(wildcards):
+    cfg = config["evaluate"]
+    return {"embedder": cfg["embedder"], "dtype": cfg["dtype"], "min_std_luma": cfg["min_std_luma"],
+            "trigger": character(wildcards)["trigger"]}
+
+
+def eval_sheet_input(wildcards):
+    base = f"results/{wildcards.character}/eval"
+    runs = [BASE_RUN] if wildcards.run == BASE_RUN else [BASE_RUN, wildcards.run]
+    return {"rendered": [f"{base}/{r}/outputs.json" for r in runs],
+            "rendered_dirs": [f"{base}/{r}/images" for r in runs]}
+
+
+def evaluation_targets(c):
+    return [f"results/{c}/MODEL_CARD.md",
+            *[f"results/{c}/eval/{r}/contact_sheet.png" for r in EVAL_RUNS],
+            *[f"results/{c}/report/{name}.png" for name in REPORT_PICTURES]]

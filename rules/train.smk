@@ -25,7 +25,7 @@ rule train:
 rule deliver_lora:
     """Deliver the chosen epoch's LoRA as lora/{character}.safetensors (a hard link)."""
     input:
-        delivered_epoch_lora,
+        unpack(delivered_epoch_lora),
     output:
         "results/{character}/lora/{character}.safetensors",
     log:

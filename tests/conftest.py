@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "rules", "scripts", "config", "characters", "profiles", "envs")
+WORKFLOW_FILES = ("Snakefile", "rules", "scripts", "config", "characters", "profiles", "envs", "report")
 
 # Two processes on two cores with default threading ran 5-30x slower (FIELD-NOTES).
 os.environ.setdefault("OMP_NUM_THREADS", "1")

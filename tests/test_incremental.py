@@ -52,12 +52,13 @@ def test_full_run_builds_every_artifact(finished):
     assert (base / "kohya" / "dataset.toml").is_file() and (base / "kohya" / "train.toml").is_file()
     epochs = sorted((base / "lora" / "epochs").glob("*.safetensors"))
     assert [p.name for p in epochs] == ["mira-000001.safetensors", "mira-000002.safetensors"]
-    assert (base / "lora" / "mira.safetensors").stat().st_ino == epochs[-1].stat().st_ino
+    best = json.loads((base / "eval" / "best.json").read_text())["epoch"]  # evaluation picks the epoch
+    assert (base / "lora" / "mira.safetensors").stat().st_ino == epochs[best - 1].stat().st_ino
     with safe_open(base / "lora" / "mira.safetensors", "pt") as f:
         keys = list(f.keys())
         meta = f.metadata()
     assert keys and all(k.startswith("lora_unet_") for k in keys)
-    assert meta["ss_output_name"] == "mira" and meta["ss_network_dim"] == "4" and meta["ss_epoch"] == "2"
+    assert meta["ss_output_name"] == "mira" and meta["ss_network_dim"] == "4" and meta["ss_epoch"] == str(best)
 
 
 def test_immediate_rerun_has_nothing_to_do(finished):

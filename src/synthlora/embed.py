@@ -1,43 +1,95 @@
-"""Image embeddings for identity and near-copy checks, from a local model via transformers
-(CLIP / SigLIP family through ``get_image_features``; DINOv2-style models through their pooled
-output). Vectors are L2-normalised, so a dot product is the cosine similarity."""
+"""Image and text embeddings from a local model via transformers, shared by selection (identity
+clustering, near-copy guard) and evaluation (identity, prompt adherence).
+
+CLIP / SigLIP family through ``get_image_features`` / ``get_text_features``; DINOv2-style
+image-only models through their pooled output. Vectors are L2-normalised, so a dot product is a
+cosine similarity. Random-weight demo embeddings mean nothing; the functions that use them are
+tested on constructed embeddings.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable, Sequence
 
-from PIL import Image
+import numpy as np
 
-from synthlora.backends.base import resolve_device
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(norms == 0, 1.0, norms)
+
+
+def _features(out):
+    """transformers 5 returns a BaseModelOutputWithPooling from get_*_features (the projected
+    embedding is its pooler_output); older versions return the tensor itself."""
+    return getattr(out, "pooler_output", out)
 
 
 class Embedder:
-    def __init__(self, model: str, device: str = "auto"):
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", batch_size: int = 16):
         import torch
-        from transformers import AutoImageProcessor, AutoModel
+        from transformers import AutoModel, AutoProcessor
+
+        from synthlora.backends.base import resolve_device
 
         self.device = resolve_device(device)
-        self.processor = AutoImageProcessor.from_pretrained(model)
-        self.model = AutoModel.from_pretrained(model).to(self.device).eval()
-        self.name = model
-        self._torch = torch
+        torch_dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16,
+                       "float16": torch.float16}[dtype]
+        if torch_dtype is None:
+            torch_dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        self.model = AutoModel.from_pretrained(model, dtype=torch_dtype).to(self.device).eval()
+        self.processor = AutoProcessor.from_pretrained(model)
+        self.dtype = torch_dtype
+        self.batch_size = batch_size
+        self.name = str(model)
 
-    def embed(self, images: list[Image.Image]) -> list[list[float]]:
-        torch = self._torch
-        inputs = self.processor(images=[im.convert("RGB") for im in images], return_tensors="pt").to(self.device)
-        with torch.no_grad():
-            if hasattr(self.model, "get_image_features"):
-                out = self.model.get_image_features(pixel_values=inputs["pixel_values"])
-                # transformers 5 returns a model output whose pooled field is the projected embedding.
-                vec = out if isinstance(out, torch.Tensor) else out.pooler_output
-            else:
-                vec = self.model(pixel_values=inputs["pixel_values"]).pooler_output
-        vec = torch.nn.functional.normalize(vec.float(), dim=-1)
-        return [[round(float(x), 6) for x in row] for row in vec.cpu()]
+    def images(self, images: Sequence) -> np.ndarray:
+        """PIL images or paths → (n, d) unit vectors."""
+        import torch
+        from PIL import Image
+
+        out = []
+        for i in range(0, len(images), self.batch_size):
+            batch = []
+            for im in images[i:i + self.batch_size]:
+                if isinstance(im, (str, Path)):
+                    with Image.open(im) as f:
+                        im = f.convert("RGB")
+                batch.append(im.convert("RGB"))
+            inputs = self.processor(images=batch, return_tensors="pt").to(self.device)
+            pixels = inputs["pixel_values"].to(self.dtype)
+            with torch.no_grad():
+                if hasattr(self.model, "get_image_features"):
+                    vec = _features(self.model.get_image_features(pixel_values=pixels))
+                else:  # DINOv2 and other image-only backbones
+                    vec = self.model(pixel_values=pixels).pooler_output
+            out.append(vec.float().cpu().numpy())
+        return normalize(np.concatenate(out)) if out else np.zeros((0, 0))
+
+    def texts(self, texts: Iterable[str]) -> np.ndarray:
+        """Strings → (n, d) unit vectors (truncated to the model's context length)."""
+        import torch
+
+        texts = list(texts)
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            inputs = self.processor(text=texts[i:i + self.batch_size], padding=True, truncation=True,
+                                    return_tensors="pt").to(self.device)
+            with torch.no_grad():
+                out.append(_features(self.model.get_text_features(**inputs)).float().cpu().numpy())
+        return normalize(np.concatenate(out)) if out else np.zeros((0, 0))
+
+    def embed(self, images: list) -> list[list[float]]:
+        """Image vectors as JSON-ready lists."""
+        return [[round(float(x), 6) for x in row] for row in self.images(images)]
 
 
 def embed_file(embedder: Embedder, path: str | Path) -> dict:
     """An undecodable image gets no vector (scoring reports it; selection rejects it)."""
+    from PIL import Image
+
     try:
         with Image.open(path) as im:
             im.load()

@@ -1,0 +1,140 @@
+rule evaluate:
+    """Render the test-prompt suites with one checkpoint's LoRA, or without one (run 'base')."""
+    input:
+        unpack(evaluate_input),
+    output:
+        images=directory("results/{character}/eval/{run}/images"),
+        outputs="results/{character}/eval/{run}/outputs.json",
+    log:
+        "logs/{character}/evaluate/{run}.log",
+    benchmark:
+        "benchmarks/{character}/evaluate/{run}.tsv"
+    params:
+        suite=eval_items,
+        settings=eval_render_settings,
+        checkpoint=eval_checkpoint,
+    threads: 1
+    resources:
+        mem_mb=12000,
+        runtime=30,
+        gpu=1,
+    script:
+        "../scripts/evaluate.py"
+
+
+rule eval_metrics:
+    """Measure one run's test images: identity to dataset and reference, prompt adherence, failures."""
+    input:
+        unpack(eval_metrics_input),
+    output:
+        "results/{character}/eval/{run}/metrics.json",
+    log:
+        "logs/{character}/eval_metrics/{run}.log",
+    params:
+        settings=eval_metrics_settings,
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    script:
+        "../scripts/eval_metrics.py"
+
+
+rule eval_summary:
+    """One metrics row per checkpoint (and the baseline), the combined score, and the best epoch."""
+    input:
+        metrics=expand("results/{{character}}/eval/{run}/metrics.json", run=EVAL_RUNS),
+        train_summary="results/{character}/lora/train_summary.json",
+    output:
+        table=report("results/{character}/eval/metrics.tsv", category="Evaluation",
+                     caption="../report/metrics.rst"),
+        best="results/{character}/eval/best.json",
+    log:
+        "logs/{character}/eval_summary.log",
+    params:
+        weights=config["evaluate"]["weights"],
+        best_by=config["evaluate"]["best_by"],
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/eval_summary.py"
+
+
+rule eval_sheet:
+    """Contact sheet of one checkpoint: a row per test prompt, baseline and LoRA side by side."""
+    input:
+        unpack(eval_sheet_input),
+    output:
+        report("results/{character}/eval/{run}/contact_sheet.png", category="Evaluation",
+               subcategory="Contact sheets", caption="../report/contact_sheet.rst",
+               labels=lambda w: {"character": w.character, "checkpoint": w.run}),
+    log:
+        "logs/{character}/eval_sheet/{run}.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/eval_sheet.py"
+
+
+rule report_pictures:
+    """Charts of the run: tag frequencies, selection contact sheet, loss curve, metrics per epoch."""
+    input:
+        # ancient(): train_summary.json is rewritten exactly when their content changed (see eval_metrics)
+        selection=ancient("results/{character}/selection.tsv"),
+        tag_frequency=ancient("results/{character}/tag_frequency.json"),
+        train_summary="results/{character}/lora/train_summary.json",
+        metrics="results/{character}/eval/metrics.tsv",
+    output:
+        tag_frequency=report("results/{character}/report/tag_frequency.png", category="Dataset",
+                             caption="../report/tag_frequency.rst"),
+        selection_sheet=report("results/{character}/report/selection_sheet.png", category="Selection",
+                               caption="../report/selection_sheet.rst"),
+        loss_curve=report("results/{character}/report/loss_curve.png", category="Training",
+                          caption="../report/loss_curve.rst"),
+        metrics_vs_epoch=report("results/{character}/report/metrics_vs_epoch.png", category="Evaluation",
+                                caption="../report/metrics_vs_epoch.rst"),
+    log:
+        "logs/{character}/report_pictures.log",
+    params:
+        trigger=lambda w: character(w)["trigger"],
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/report_pictures.py"
+
+
+rule model_card:
+    """MODEL_CARD.md (settings, tag frequencies, metrics per epoch, provenance, license) and provenance.tsv."""
+    input:
+        lora="results/{character}/lora/{character}.safetensors",
+        best="results/{character}/eval/best.json",
+        metrics="results/{character}/eval/metrics.tsv",
+        # ancient(): train_summary.json is rewritten exactly when their content changed (see eval_metrics)
+        selection=ancient("results/{character}/selection.tsv"),
+        tag_frequency=ancient("results/{character}/tag_frequency.json"),
+        train_summary="results/{character}/lora/train_summary.json",
+        train_toml=ancient("results/{character}/kohya/train.toml"),
+        dataset_toml=ancient("results/{character}/kohya/dataset.toml"),
+    output:
+        card=report("results/{character}/MODEL_CARD.md", category="Model card",
+                    caption="../report/model_card.rst"),
+        provenance=report("results/{character}/provenance.tsv", category="Provenance",
+                          caption="../report/provenance.rst"),
+    log:
+        "logs/{character}/model_card.log",
+    params:
+        character=lambda w: {"name": w.character, **character(w)},
+        config=lambda w: {k: config[k] for k in ("analyze", "generate", "caption", "train", "evaluate", "model_card", "plan")},
+        demo_models_dir=DEMO,
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/model_card.py"

@@ -1,0 +1,256 @@
+"""``synthlora``: scaffold a character (``new``), check a setup without running anything
+(``check``), and print a character's plan, selection and metrics as tables (``show``).
+
+The workflow itself runs with ``snakemake``; this is the small tool around it.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import click
+import yaml
+
+from synthlora.config import NAME
+
+DEFAULT_CONFIG = "config/config.yaml"
+SCHEMA = "config/config.schema.yaml"
+
+
+def format_table(header: list[str], rows: list[list], max_width: int = 60) -> str:
+    """Plain-text columns; long cells are cut with an ellipsis."""
+    def cell(v):
+        s = str(v).replace("\n", " ")
+        return s if len(s) <= max_width else s[: max_width - 1] + "…"
+
+    body = [[cell(v) for v in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in body]
+    return "\n".join(lines)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    """Snakemake's --configfile semantics: nested dicts merge, everything else replaces."""
+    out = copy.deepcopy(base)
+    for k, v in (extra or {}).items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def load_config(root: Path, configfiles: tuple[str, ...]) -> dict:
+    config: dict = {}
+    for f in (DEFAULT_CONFIG, *configfiles):
+        path = root / f if not Path(f).is_absolute() else Path(f)
+        config = _merge(config, yaml.safe_load(path.read_text()) or {})
+    return config
+
+
+@click.group()
+@click.version_option(package_name="synthlora")
+def main():
+    """synthlora: a character LoRA from one reference image, trained on synthetic images only."""
+
+
+# ---- new -------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("name")
+@click.option("--reference", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Reference image (used only for analysis; never trained on).")
+@click.option("--description", required=True,
+              help="Supplementary description: a text file, or the text itself.")
+@click.option("--trigger", required=True, help="Trigger word written first in every caption (no commas).")
+@click.option("--config", "config_file", default="config/characters.yaml", show_default=True,
+              help="Config file the character entry is added to (created if missing).")
+@click.option("--root", default=".", type=click.Path(file_okay=False), help="Workflow directory.")
+@click.option("--force", is_flag=True, help="Replace an existing character of that name.")
+def new(name, reference, description, trigger, config_file, root, force):
+    """Scaffold character NAME: characters/NAME/{reference, description.md, features.json} and a config entry."""
+    root = Path(root)
+    if not NAME.match(name):
+        raise click.BadParameter("use letters, digits, '_' and '-' only (it becomes a directory name)", param_hint="NAME")
+    if "," in trigger or not trigger.strip() or trigger != trigger.strip():
+        raise click.BadParameter("no commas and no surrounding spaces", param_hint="--trigger")
+    cfg_path = root / config_file
+    cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.exists() else {}
+    cfg = cfg or {}
+    if name in (cfg.get("characters") or {}) and not force:
+        raise click.ClickException(f"{cfg_path} already has a character {name!r} (use --force to replace it)")
+    char_dir = root / "characters" / name
+    char_dir.mkdir(parents=True, exist_ok=True)
+    ref_dest = char_dir / ("reference" + Path(reference).suffix.lower())
+    shutil.copyfile(reference, ref_dest)
+    text = Path(description).read_text() if os.path.isfile(description) else description
+    (char_dir / "description.md").write_text(text.rstrip() + "\n")
+    first = next((l.strip() for l in text.splitlines() if l.strip()), name)
+    stub = {"description": first, "object": [
+        {"name": "TODO", "description": "one visual element that must be preserved (colour, shape, material)",
+         "position": "where it is: head, torso, arms, hips, legs or feet"}]}
+    features = char_dir / "features.json"
+    if not features.exists() or force:
+        features.write_text(json.dumps(stub, indent=2) + "\n")
+    rel = lambda p: p.relative_to(root).as_posix()  # noqa: E731
+    cfg.setdefault("characters", {})[name] = {
+        "reference": rel(ref_dest), "description": rel(char_dir / "description.md"), "trigger": trigger,
+        "features_manual": rel(features)}
+    cfg_path.parent.mkdir(parents=True, exist_ok=True)
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    click.echo(f"created {rel(char_dir)}/ (reference, description.md, features.json stub)")
+    click.echo(f"added characters.{name} to {config_file}")
+    click.echo(f"next: synthlora check --configfile {config_file} && snakemake --cores all --configfile {config_file}")
+
+
+# ---- check -----------------------------------------------------------------------------------
+
+
+def _model_status(path: str, root: Path, demo_dir: str) -> tuple[str, str]:
+    if not path:
+        return "ok", "empty: the default applies (for evaluate.model: train.base_model)"
+    if path.rstrip("/").startswith(demo_dir.rstrip("/")):
+        return ("ok", "demo model, present") if (root / path).is_dir() else \
+            ("ok", "demo model, built by rule build_demo_models")
+    if (root / path).exists() or Path(path).exists():
+        return "ok", "local path"
+    if re.match(r"^[\w.-]+/[\w.-]+$", path):
+        return "warn", "not a local path: a hub id, downloaded on first use (needs network)"
+    return "FAIL", "neither a local path nor a hub id"
+
+
+def run_checks(root: Path, configfiles: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """(check, status ok/warn/FAIL, detail) rows. Runs nothing and builds nothing."""
+    from synthlora.config import ConfigError, check_characters, config_problem
+
+    rows: list[tuple[str, str, str]] = []
+    try:
+        config = load_config(root, configfiles)
+    except Exception as exc:  # unreadable YAML, missing file
+        return [("config files", "FAIL", f"{type(exc).__name__}: {exc}")]
+    problem = config_problem(config, root / SCHEMA)
+    rows.append(("config against schema", "FAIL" if problem else "ok", problem or f"{SCHEMA}"))
+    if problem:
+        return rows
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        check_characters(config)
+        rows.append(("characters, references, feature schemas", "ok", ", ".join(config["characters"])))
+    except ConfigError as e:
+        rows.append(("characters, references, feature schemas", "FAIL", str(e)))
+    finally:
+        os.chdir(cwd)
+
+    backends = {stage: config[stage].get("backend") for stage in ("analyze", "generate", "caption", "train")}
+    rows.append(("backends", "ok", ", ".join(f"{s}={b}" for s, b in backends.items())))
+    needed = {"snakemake", "PIL", "numpy", "matplotlib"}
+    if set(backends.values()) & {"transformers", "diffusers", "builtin"}:
+        needed |= {"torch", "transformers", "diffusers", "peft", "safetensors"}
+    missing = sorted(m for m in needed if importlib.util.find_spec(m) is None)
+    rows.append(("python packages", "FAIL" if missing else "ok",
+                 f"missing: {', '.join(missing)}" if missing else ", ".join(sorted(needed))))
+
+    demo = config["demo_models_dir"]
+    models = {"generate.model": config["generate"]["model"], "train.base_model": config["train"]["base_model"],
+              "caption.model": config["caption"]["model"], "evaluate.embedder": config["evaluate"]["embedder"],
+              "evaluate.model": config["evaluate"]["model"]}
+    if backends["analyze"] != "manual":
+        models["analyze.model"] = config["analyze"]["model"]
+    for key, path in models.items():
+        status, detail = _model_status(path, root, demo)
+        rows.append((key, status, f"{path}: {detail}" if path else detail))
+
+    if "openai" in backends.values():
+        ok = bool(os.environ.get("OPENAI_API_KEY"))
+        rows.append(("OPENAI_API_KEY", "ok" if ok else "FAIL", "set" if ok else "a backend is 'openai' but the variable is empty"))
+    else:
+        rows.append(("OPENAI_API_KEY", "ok", "not needed (no openai backend)"))
+
+    if backends["train"] == "kohya":
+        sd = config["train"].get("sd_scripts") or config["train"].get("sd_scripts_dir") or ""
+        script = {"sdxl": "sdxl_train_network.py"}.get(config["train"]["family"], "train_network.py")
+        ok = bool(sd) and (Path(sd) / script).is_file()
+        rows.append(("sd-scripts", "ok" if ok else "FAIL", f"{sd or '(no path)'}: {script} {'found' if ok else 'not found'}"))
+    else:
+        rows.append(("sd-scripts", "ok", f"not needed (train.backend {backends['train']})"))
+
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            rows.append(("GPU", "ok", f"{torch.cuda.device_count()} × {torch.cuda.get_device_name(0)}"))
+        else:
+            rows.append(("GPU", "warn", "none: CPU only (fine for the demo models, slow for real ones)"))
+    return rows
+
+
+@main.command()
+@click.option("--configfile", "configfiles", multiple=True, help="Extra config file(s), as for snakemake.")
+@click.option("--root", default=".", type=click.Path(file_okay=False), help="Workflow directory.")
+def check(configfiles, root):
+    """Validate config, schemas, backends, models and environment (API key, GPU, sd-scripts); run nothing."""
+    rows = run_checks(Path(root), configfiles)
+    click.echo(format_table(["check", "status", "detail"], [list(r) for r in rows], max_width=100))
+    failed = [r for r in rows if r[1] == "FAIL"]
+    if failed:
+        raise click.ClickException(f"{len(failed)} check(s) failed")
+    click.echo("all checks passed")
+
+
+# ---- show ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("name")
+@click.option("--root", default=".", type=click.Path(file_okay=False), help="Workflow directory.")
+@click.option("--limit", default=0, help="Show at most this many plan/selection rows (0: all).")
+def show(name, root, limit):
+    """Print character NAME's plan, selection and evaluation metrics as tables."""
+    from synthlora.evaluate import read_tsv as read_metrics
+    from synthlora.selection import read_tsv
+
+    base = Path(root) / "results" / name
+    if not base.is_dir():
+        raise click.ClickException(f"{base} does not exist: run snakemake for {name!r} first")
+    cut = (lambda rows: rows[:limit]) if limit else (lambda rows: rows)  # noqa: E731
+    plan = base / "plan.json"
+    if plan.is_file():
+        shots = json.loads(plan.read_text())["shots"]
+        click.echo(f"plan ({len(shots)} shots)")
+        click.echo(format_table(["#", "key", "view", "pose", "expression", "framing", "background", "seed"],
+                                [[s["index"], s["key"], s["tags"].get("views", ""), s["tags"].get("poses", ""),
+                                  s["tags"].get("expressions", ""), s["tags"].get("framings", ""),
+                                  s["tags"].get("backgrounds", ""), s["seed"]] for s in cut(shots)]))
+    else:
+        click.echo("plan: not built yet")
+    sel = base / "selection.tsv"
+    if sel.is_file():
+        rows = read_tsv(sel)
+        click.echo(f"\nselection ({sum(r['selected'] for r in rows)} of {len(rows)} selected)")
+        click.echo(format_table(["key", "selected", "reason"],
+                                [[r["key"], "yes" if r["selected"] else "no", r["reason"]] for r in cut(rows)], 80))
+    else:
+        click.echo("\nselection: not built yet")
+    metrics = base / "eval" / "metrics.tsv"
+    if metrics.is_file():
+        rows = read_metrics(metrics)
+        cols = ["run", "step", "identity_dataset", "identity_reference", "prompt_adherence", "failure_rate", "combined", "best"]
+        click.echo("\nevaluation (run 'base' = without the LoRA)")
+        click.echo(format_table(cols, [[r[c] for c in cols] for r in rows]))
+        best = next((r for r in rows if r["best"] == "yes"), None)
+        if best:
+            click.echo(f"delivered: results/{name}/lora/{name}.safetensors = epoch {int(best['epoch'])}")
+    else:
+        click.echo("\nevaluation: not built yet")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

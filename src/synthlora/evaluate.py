@@ -1,0 +1,315 @@
+"""Evaluate a trained LoRA the way the seeds judged theirs by eye, but with numbers.
+
+For each saved checkpoint (and once without the LoRA, the baseline ``base``) the test-prompt
+suites of seed 001 (consistency: views and expressions; flexibility: styles; context: scenes and
+outfits) are rendered with fixed seeds. Each output is then measured:
+
+- ``identity_dataset``: mean cosine similarity of the output's image embedding to every dataset
+  image's embedding (does it look like the character it was trained on?);
+- ``identity_reference``: cosine similarity to the reference image's embedding;
+- ``prompt_adherence``: cosine similarity of the output to its prompt's text embedding, the
+  trigger word removed (does the LoRA still follow "oil painting style", "in a coffee shop"?);
+- ``failure_rate``: fraction of outputs a failure detector flags (``DETECTORS``);
+- ``sharpness``: mean variance of the Laplacian (as in scoring).
+
+``combined`` = Σ weight × metric over ``evaluate.weights`` (failure_rate weighs negatively by
+default). The delivered epoch is the one with the highest ``evaluate.best_by`` metric (default
+``combined``; ``failure_rate`` is minimised); a tie goes to the earlier epoch (fewer steps, less
+overfit). The baseline is measured and reported but never delivered.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from synthlora.io import content_hash
+
+BASE = "base"
+METRICS = ("identity_dataset", "identity_reference", "prompt_adherence", "failure_rate", "sharpness")
+LOWER_IS_BETTER = {"failure_rate"}
+
+
+# ---- suites ----------------------------------------------------------------------------------
+
+
+def suite_items(eval_cfg: dict, trigger: str) -> list[dict[str, Any]]:
+    """Every test image of a run: suite, prompt (trigger filled in), seed, and a stable file name."""
+    items = []
+    for suite in sorted(eval_cfg["suites"]):
+        for i, template in enumerate(eval_cfg["suites"][suite]):
+            prompt = template.replace("{trigger}", trigger)
+            for seed in eval_cfg["seeds"]:
+                items.append({"suite": suite, "index": i, "prompt": prompt, "seed": int(seed),
+                              "name": f"{suite}-{i:02d}-s{int(seed)}"})
+    return items
+
+
+def render_settings(eval_cfg: dict, base_model: str) -> dict[str, Any]:
+    """What, besides the prompt, seed and LoRA, determines a test image's pixels."""
+    return {
+        "model": eval_cfg["model"] or base_model,
+        "negative_prompt": eval_cfg["negative_prompt"],
+        "width": int(eval_cfg["width"]),
+        "height": int(eval_cfg["height"]),
+        "steps": int(eval_cfg["steps"]),
+        "guidance_scale": float(eval_cfg["guidance_scale"]),
+        "lora_weight": float(eval_cfg["lora_weight"]),
+        "dtype": eval_cfg["dtype"],
+    }
+
+
+def suite_id(items: list[dict], settings: dict) -> str:
+    return content_hash({"items": items, "settings": settings})
+
+
+def render_suite(items: list[dict], settings: dict, lora: str | None, out_dir: str | Path,
+                 device: str = "auto") -> list[dict[str, Any]]:
+    """Render every item (with the LoRA at ``lora_weight``, or without when ``lora`` is None) into
+    ``out_dir/{name}.png``; return the item list with the file name of each image."""
+    import torch
+    from diffusers import AutoPipelineForText2Image
+
+    from synthlora.backends.base import resolve_device
+
+    device = resolve_device(device)
+    dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16,
+             "float16": torch.float16}[settings["dtype"]]
+    if dtype is None:
+        dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    pipe = AutoPipelineForText2Image.from_pretrained(settings["model"], dtype=dtype).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    if lora:
+        pipe.load_lora_weights(str(lora), adapter_name="checkpoint")
+        pipe.set_adapters(["checkpoint"], adapter_weights=[settings["lora_weight"]])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rendered = []
+    for item in items:
+        image = pipe(prompt=item["prompt"], negative_prompt=settings["negative_prompt"] or None,
+                     num_inference_steps=settings["steps"], guidance_scale=settings["guidance_scale"],
+                     width=settings["width"], height=settings["height"],
+                     generator=torch.Generator("cpu").manual_seed(item["seed"])).images[0]
+        image.save(out_dir / f"{item['name']}.png", format="PNG")
+        rendered.append({**item, "file": f"{item['name']}.png"})
+        print(f"{item['name']}: {item['prompt']}")
+    return rendered
+
+
+# ---- failure detectors -----------------------------------------------------------------------
+
+# A detector takes (image path, score_image() result) and returns a reason string or None.
+# The hook for the selection stage's detectors (text/watermark, extra figures, stuck background):
+# append them here (or pass ``detectors=``) and every evaluated output is checked by them too.
+Detector = Callable[[Path, dict], "str | None"]
+
+
+def _undecodable(path: Path, score: dict) -> str | None:
+    return None if score.get("decodes") else f"undecodable ({score.get('error', '')})"
+
+
+def _blank(path: Path, score: dict, min_std_luma: float = 2.0) -> str | None:
+    if score.get("decodes") and score["std_luma"] < min_std_luma:
+        return f"blank image (luma std {score['std_luma']:.2f} < {min_std_luma})"
+    return None
+
+
+DETECTORS: list[Detector] = [_undecodable, _blank]
+
+
+def detect_failures(path: str | Path, detectors: Iterable[Detector] | None = None) -> tuple[dict, list[str]]:
+    """Score one output with the selection stage's cheap measures and run every failure detector.
+
+    Returns (score, reasons); an empty list means the output passed."""
+    from synthlora.score import score_image
+
+    path = Path(path)
+    score = score_image(path)
+    reasons = []
+    for det in (DETECTORS if detectors is None else detectors):
+        reason = det(path, score)
+        if reason:
+            reasons.append(reason)
+            if not score.get("decodes"):
+                break
+    return score, reasons
+
+
+# ---- metrics ---------------------------------------------------------------------------------
+
+
+def identity_to_set(outputs: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """Per output: mean cosine similarity to every reference embedding (rows unit-normalised)."""
+    from synthlora.embed import normalize
+
+    outputs, references = normalize(outputs), normalize(references)
+    if not len(outputs) or not len(references):
+        return np.full(len(outputs), np.nan)
+    return (outputs @ references.T).mean(axis=1)
+
+
+def prompt_adherence(images: np.ndarray, texts: np.ndarray) -> np.ndarray:
+    """Per output: cosine similarity of image i to text i (a CLIP score without the ×100)."""
+    from synthlora.embed import normalize
+
+    return np.einsum("ij,ij->i", normalize(images), normalize(texts))
+
+
+def adherence_text(prompt: str, trigger: str) -> str:
+    """The prompt as the text model should read it: the trigger word means nothing to it."""
+    parts = [p.strip() for p in prompt.split(",")]
+    kept = [p for p in parts if p and p != trigger]
+    return ", ".join(kept) or prompt
+
+
+def _mean(values) -> float:
+    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def aggregate(per_image: list[dict]) -> dict[str, float]:
+    """Run-level metrics: the mean of each per-image metric; failure_rate = flagged fraction."""
+    out = {m: _mean(r[m] for r in per_image) for m in METRICS if m != "failure_rate"}
+    out["failure_rate"] = float(np.mean([bool(r["failures"]) for r in per_image])) if per_image else float("nan")
+    return out
+
+
+def combined_score(metrics: dict[str, float], weights: dict[str, float]) -> float:
+    """Σ weight × metric. An unknown metric name is an error, not a silent zero."""
+    unknown = sorted(set(weights) - set(metrics))
+    if unknown:
+        raise KeyError(f"evaluate.weights names unknown metric(s) {unknown}; known: {sorted(metrics)}")
+    return float(sum(w * metrics[m] for m, w in weights.items() if w))
+
+
+def measure_run(per_image: list[dict], weights: dict[str, float]) -> dict[str, Any]:
+    """Overall and per-suite metrics of one run, each with its combined score."""
+    overall = aggregate(per_image)
+    overall["combined"] = combined_score(overall, weights)
+    suites = {}
+    for suite in sorted({r["suite"] for r in per_image}):
+        m = aggregate([r for r in per_image if r["suite"] == suite])
+        m["combined"] = combined_score(m, weights)
+        suites[suite] = m
+    return {"metrics": overall, "suites": suites}
+
+
+def pick_best(runs: dict[str, dict[str, float]], best_by: str = "combined") -> str:
+    """The epoch (run name, e.g. '000002') with the best ``best_by`` metric; never the baseline.
+
+    Higher is better except for failure_rate; NaN never wins; a tie goes to the earlier epoch."""
+    candidates = sorted(r for r in runs if r != BASE)
+    if not candidates:
+        raise ValueError("no checkpoint to choose from")
+    sign = -1.0 if best_by in LOWER_IS_BETTER else 1.0
+
+    def key(run):
+        v = runs[run].get(best_by)
+        if v is None:
+            raise KeyError(f"evaluate.best_by {best_by!r} is not a metric; known: {sorted(runs[run])}")
+        v = float(v)
+        return -math.inf if math.isnan(v) else sign * v
+
+    best = candidates[0]
+    for run in candidates[1:]:
+        if key(run) > key(best):
+            best = run
+    return best
+
+
+def run_name(epoch: int) -> str:
+    return f"{int(epoch):06d}"
+
+
+SUMMARY_COLUMNS = ("run", "epoch", "step", *METRICS, "combined", "delta_identity_dataset", "best")
+
+
+def summary_rows(runs: dict[str, dict], steps: dict[str, int], best: str) -> list[dict[str, Any]]:
+    """One row per run (baseline first), with identity gain over the baseline."""
+    base_id = runs.get(BASE, {}).get("identity_dataset", float("nan"))
+    rows = []
+    for run in sorted(runs, key=lambda r: (r != BASE, r)):
+        m = runs[run]
+        rows.append({"run": run, "epoch": "" if run == BASE else int(run), "step": steps.get(run, ""),
+                     **{k: m[k] for k in (*METRICS, "combined")},
+                     "delta_identity_dataset": m["identity_dataset"] - base_id,
+                     "best": "yes" if run == best else ""})
+    return rows
+
+
+def rows_to_tsv(rows: list[dict], columns=SUMMARY_COLUMNS) -> str:
+    def fmt(v):
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    lines = ["\t".join(columns)]
+    lines += ["\t".join(fmt(r.get(c, "")) for c in columns) for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def read_tsv(path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+# ---- the two jobs' logic -----------------------------------------------------------------------
+
+
+def measure_images(images: list[dict], image_dir: str | Path, dataset: list[str], reference: str,
+                   settings: dict, device: str = "auto") -> list[dict[str, Any]]:
+    """Per test image: identity to dataset and reference, prompt adherence, sharpness, failures."""
+    from functools import partial
+
+    from synthlora.embed import Embedder
+
+    detectors = [d if d is not _blank else partial(_blank, min_std_luma=settings["min_std_luma"]) for d in DETECTORS]
+    checked = [detect_failures(Path(image_dir) / im["file"], detectors) for im in images]
+    emb = Embedder(settings["embedder"], device=device, dtype=settings["dtype"])
+    ok = [i for i, (score, _) in enumerate(checked) if score.get("decodes")]
+    out_emb = emb.images([Path(image_dir) / images[i]["file"] for i in ok])
+    ds_emb = emb.images(list(dataset))
+    ref_emb = emb.images([reference])
+    text_emb = emb.texts([adherence_text(images[i]["prompt"], settings["trigger"]) for i in ok])
+    id_ds = identity_to_set(out_emb, ds_emb)
+    id_ref = identity_to_set(out_emb, ref_emb)
+    adherence = prompt_adherence(out_emb, text_emb)
+    per = {i: (float(id_ds[j]), float(id_ref[j]), float(adherence[j])) for j, i in enumerate(ok)}
+    rows = []
+    for i, im in enumerate(images):
+        score, reasons = checked[i]
+        a, b, c = per.get(i, (float("nan"),) * 3)
+        rows.append({"name": im["name"], "file": im["file"], "suite": im["suite"], "prompt": im["prompt"],
+                     "seed": im["seed"], "identity_dataset": a, "identity_reference": b, "prompt_adherence": c,
+                     "sharpness": score.get("sharpness", float("nan")), "failures": reasons})
+    return rows
+
+
+def summarize(run_metrics: list[dict], train_summary: dict, weights: dict[str, float],
+              best_by: str) -> tuple[str, dict[str, Any]]:
+    """metrics.json of every run → (metrics.tsv text, best.json content)."""
+    measured = {m["run"]: measure_run(m["images"], weights) for m in run_metrics}
+    overall = {run: r["metrics"] for run, r in measured.items()}
+    best = pick_best(overall, best_by)
+    steps = {run_name(c["epoch"]): c["step"] for c in train_summary.get("checkpoints", [])}
+    table = rows_to_tsv(summary_rows(overall, steps, best))
+    return table, {
+        "epoch": int(best), "run": best, "best_by": best_by, "value": overall[best][best_by],
+        "weights": weights, "rule": ("highest" if best_by not in LOWER_IS_BETTER else "lowest")
+        + f" {best_by} among saved epochs; ties go to the earlier epoch; the baseline is never delivered",
+        "runs": measured,
+    }
+
+
+def delivered_path(best_json: str | Path, loras: list[str]) -> str:
+    """The saved-epoch LoRA that best.json names (its file name ends in -{epoch:06d}.safetensors)."""
+    from synthlora.io import read_json
+
+    epoch = int(read_json(best_json)["epoch"])
+    for p in loras:
+        if Path(p).name.endswith(f"-{epoch:06d}.safetensors"):
+            return str(p)
+    raise FileNotFoundError(f"{best_json} names epoch {epoch}, which is not among {list(loras)}")

@@ -1,0 +1,182 @@
+"""``MODEL_CARD.md`` in the style of seed 000's public card, and the per-image provenance table.
+
+Everything on the card is read from the run's own files (train.toml, dataset.toml, the training
+summary, tag frequencies, the evaluation table, the provenance sidecars), so it describes what was
+actually done, not what a config hoped for. No torch here: the rule is light.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from synthlora.io import file_sha256, read_json
+
+PROVENANCE_COLUMNS = ("key", "source", "backend", "model", "seed", "created", "sha256", "same_as_reference", "prompt")
+
+RESPONSIBILITY = (
+    "This LoRA was made to reproduce an original character without training on artist-made images. "
+    "It does not grant permission to use anyone's copyright, trademarks, character rights or other "
+    "intellectual property, and it implies no license to or waiver of those rights. Users must make "
+    "sure that images they generate do not infringe the rights, reputation or legitimate interests "
+    "of the character's creator, rights holders or third parties, and must follow applicable law, "
+    "platform policies and terms of service. Responsibility for generated outputs rests with the user."
+)
+
+
+def provenance_rows(provenance_files: list[str], reference: str) -> list[dict[str, Any]]:
+    ref_sha = file_sha256(reference)
+    rows = []
+    for p in provenance_files:
+        prov = read_json(p)
+        shot = prov.get("shot", {})
+        image = Path(p).with_suffix(".png")
+        sha = file_sha256(image) if image.exists() else ""
+        rows.append({"key": shot.get("key", Path(p).stem), "source": prov.get("source", "unknown"),
+                     "backend": shot.get("backend", ""), "model": shot.get("model", ""), "seed": shot.get("seed", ""),
+                     "created": prov.get("created", ""), "sha256": sha,
+                     "same_as_reference": "yes" if sha == ref_sha else "no", "prompt": shot.get("prompt", "")})
+    return rows
+
+
+def provenance_table(provenance_files: list[str], reference: str) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=PROVENANCE_COLUMNS, delimiter="\t", lineterminator="\n")
+    w.writeheader()
+    w.writerows(provenance_rows(provenance_files, reference))
+    return buf.getvalue()
+
+
+def safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """A .safetensors file's ``__metadata__`` (its header is 8 bytes of length, then JSON): no torch."""
+    import struct
+
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(n)).get("__metadata__", {}) or {}
+
+
+def md_table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v):
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _fmt(v: str) -> str:
+    try:
+        return f"{float(v):.4f}"
+    except ValueError:
+        return v
+
+
+def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_models_dir: str = "") -> str:
+    """The card's Markdown. ``inputs``: the rule's named inputs (see rules/evaluate.smk)."""
+    from synthlora.evaluate import METRICS, read_tsv
+    from synthlora.kohya import read_toml, validate_train
+
+    name, trigger = character["name"], character["trigger"]
+    flat = validate_train(read_toml(inputs.train_toml))
+    ds = read_toml(inputs.dataset_toml)["datasets"][0]
+    sub = ds["subsets"][0]
+    summary = read_json(inputs.train_summary)
+    best = read_json(inputs.best)
+    freq = read_json(inputs.tag_frequency)
+    metrics = read_tsv(inputs.metrics)
+    prov = provenance_rows(list(provenance), character["reference"])
+    n_images = len(prov)
+    meta = safetensors_metadata(inputs.lora)
+    base_model = flat["pretrained_model_name_or_path"]
+    demo = bool(demo_models_dir) and str(base_model).rstrip("/").startswith(demo_models_dir.rstrip("/"))
+    res = ds["resolution"]
+    resolution = f"{res[0]}x{res[1]}" if isinstance(res, list) else f"{res}x{res}"
+    epochs = flat["max_train_epochs"]
+    te_lr = flat.get("text_encoder_lr", [0.0])
+    out = [f"# {name}: character LoRA", ""]
+    if demo:
+        out += ["> **Demo run.** The models are tiny random-weight stand-ins built by the workflow; the "
+                "pictures and metrics below are meaningless. The files, stages and tables are real.", ""]
+    out += [f"Trigger word: `{trigger}` (write it first in the prompt).", "",
+            f"Delivered file: `lora/{name}.safetensors` = epoch {best['epoch']} of {epochs} "
+            f"(`lora/epochs/{name}-{best['epoch']:06d}.safetensors`), chosen by {best['rule']}. "
+            "Every saved epoch is kept beside it in `lora/epochs/`.", "",
+            "## Training settings", "",
+            md_table(["Item", "Value"], [
+                ["Base model", base_model],
+                ["Model family", cfg["train"]["family"]],
+                ["Dataset size", n_images],
+                ["Resolution", resolution],
+                ["repeats", sub["num_repeats"]],
+                ["epochs", epochs],
+                ["Steps", summary.get("steps", "")],
+                ["Batch size", ds.get("batch_size", 1)],
+                ["Network", f"LoRA ({flat['network_module']}), dim {flat['network_dim']}, alpha {flat['network_alpha']}"],
+                ["UNet learning rate", flat.get("unet_lr", flat["learning_rate"])],
+                ["Text-encoder learning rate", te_lr[0] if te_lr and not flat.get("network_train_unet_only") else "not trained"],
+                ["Optimizer / schedule", f"{flat['optimizer_type']} / {flat['lr_scheduler']} (warm-up {flat.get('lr_warmup_steps', 0)})"],
+                ["Mixed precision", meta.get("ss_mixed_precision", flat["mixed_precision"])],
+                ["Seed", flat["seed"]],
+                ["Trainer", f"{cfg['train']['backend']}"],
+                ["Model hash (sshs_model_hash)", meta.get("sshs_model_hash", "")[:16]],
+                ["Final loss", f"{summary['final_loss']:.4f}" if summary.get("final_loss") is not None else ""],
+            ]), ""]
+
+    out += ["## Tag frequencies", "",
+            f"Tags on the {n_images} training captions (chart: `report/tag_frequency.png`).", "",
+            "```mermaid", "gantt", "    title Tag Frequencies", "    dateFormat X", "    axisFormat %s", "",
+            "    section Count"]
+    ordered = sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))
+    out += [f"    {tag.replace(':', ' ')} : 0, {count}" for tag, count in ordered]
+    out += ["```", "", md_table(["Tag", "Count"], [[t, c] for t, c in ordered]), ""]
+
+    out += ["## Evaluation: metrics per epoch", "",
+            "Each saved epoch rendered the test-prompt suites "
+            f"({', '.join(f'{s}: {len(p)}' for s, p in sorted(cfg['evaluate']['suites'].items()))} prompts) with "
+            f"fixed seeds {cfg['evaluate']['seeds']}; `base` is the same suites without the LoRA. "
+            "identity_dataset / identity_reference: mean cosine similarity of the test images' embeddings to "
+            "the training images' / the reference's; prompt_adherence: image-text cosine similarity of each "
+            "test image to its prompt without the trigger word; failure_rate: fraction flagged by the failure "
+            f"detectors; combined = {' + '.join(f'{w} × {m}' for m, w in best['weights'].items())}. "
+            f"Embeddings: `{cfg['evaluate']['embedder']}`.", "",
+            md_table(["run", "step", *METRICS, "combined", "Δ identity vs base", "delivered"],
+                     [[r["run"], r["step"], *[_fmt(r[m]) for m in METRICS], _fmt(r["combined"]),
+                       "" if r["run"] == "base" else _fmt(r["delta_identity_dataset"]),
+                       "yes" if r["best"] == "yes" else ""] for r in metrics]), "",
+            "Contact sheets: `eval/<epoch>/contact_sheet.png`; metrics per epoch: `report/metrics_vs_epoch.png`.", ""]
+
+    sources: dict[tuple, int] = {}
+    for r in prov:
+        sources[(r["source"], r["backend"], r["model"])] = sources.get((r["source"], r["backend"], r["model"]), 0) + 1
+    not_generated = [r["key"] for r in prov if r["source"] != "generated"]
+    same_as_ref = [r["key"] for r in prov if r["same_as_reference"] == "yes"]
+    analyze = cfg["analyze"]
+    if analyze["backend"] == "manual":
+        ref_use = ("The reference image was never an input to any model: the features were written by hand "
+                   f"(`{character.get('features_manual', '')}`).")
+    else:
+        ref_use = (f"The reference image was an input only to the analysis model (`{analyze['model']}`, "
+                   f"backend {analyze['backend']}), which turned it into text; it was never an input to image "
+                   "generation or training.")
+    out += ["## Provenance", "",
+            md_table(["Source", "Generator", "Model", "Training images"],
+                     [[s, b, m, n] for (s, b, m), n in sorted(sources.items())]), "",
+            f"- All {n_images} training images were generated from text prompts by the generator(s) above; "
+            + ("none is an artist-made image." if not not_generated else
+               f"{len(not_generated)} did not come from a generator: {', '.join(not_generated)}."),
+            f"- {ref_use}",
+            "- " + ("No training image is byte-identical to the reference image." if not same_as_ref else
+                    f"Training images identical to the reference: {', '.join(same_as_ref)}."),
+            f"- Captions: `{cfg['caption']['model']}` (backend {cfg['caption']['backend']}), trigger word first.",
+            "- Per-image record (key, source, generator, model, seed, time, SHA-256, prompt): `provenance.tsv`.", ""]
+
+    out += ["## Responsibility", "", RESPONSIBILITY, ""]
+    license_ = cfg["model_card"]["license"]
+    author = cfg["model_card"].get("author")
+    out += ["## License", "", f"The LoRA is released under the {license_} license." +
+            (f" Trained by {author}." if author else ""), ""]
+    return "\n".join(out)
