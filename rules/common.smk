@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 from synthlora.config import ConfigError, check_characters, config_problem
 from synthlora.io import content_hash, read_json
-from synthlora.kohya import checkpoint_name, saved_epochs, training_fingerprint
+from synthlora.kohya import KohyaConfigError, checkpoint_name, saved_epochs, training_fingerprint, validate_config
 from synthlora.plan import pixel_inputs, shot_by_key
 from synthlora.selection import selected_keys
 
@@ -172,7 +172,16 @@ def lora_dir(wildcards):
     return f"results/{wildcards.character}/lora/epochs"
 
 
+try:  # every training value, type and combination is checked before any job runs
+    validate_config(config["train"])
+except KohyaConfigError as e:
+    raise WorkflowError(str(e))
+
 SAVED_EPOCHS = saved_epochs(config["train"])
+
+
+def sample_prompts_file(wildcards):
+    return f"results/{wildcards.character}/kohya/sample_prompts.txt"
 
 
 def epoch_loras(character):
@@ -194,6 +203,7 @@ def train_input(wildcards):
         "tag_frequency": ancient(f"{base}/tag_frequency.json"),
         "dataset_toml": ancient(f"{base}/kohya/dataset.toml"),
         "train_toml": ancient(f"{base}/kohya/train.toml"),
+        "sample_prompts": ancient(f"{base}/kohya/sample_prompts.txt"),
         "model": model_input(config["train"]["base_model"]),
     }
 
@@ -202,4 +212,5 @@ def train_fingerprint(wildcards):
     return training_fingerprint(
         config["train"], wildcards.character, lora_dir(wildcards), dataset_dir(wildcards),
         character(wildcards)["trigger"], selected_of(wildcards), caption_settings(wildcards),
+        sample_prompts_file(wildcards),
     )
