@@ -21,7 +21,7 @@ except ConfigError as e:
 
 CHARACTERS = list(config["characters"])
 DEMO = config["demo_models_dir"].rstrip("/")
-DEMO_MODELS = ("sdxl", "vlm", "embedder")
+DEMO_MODELS = ("sdxl", "sd15", "vlm", "embedder")
 
 
 wildcard_constraints:
