@@ -45,10 +45,10 @@ def test_builtin_trainer_refuses_keys_it_does_not_implement(tmp_path):
     from synthlora.train import load_training_config
 
     doc = train_toml(TRAIN, "x", "out")
-    doc["training"]["clip_skip"] = 2
+    doc["network"]["network_args"] = ["conv_dim=4"]  # LoCon: sd-scripts only
     (tmp_path / "train.toml").write_text(tomli_w.dumps(doc))
     (tmp_path / "dataset.toml").write_text(tomli_w.dumps(dataset_toml(TRAIN, "d", "t")))
-    with pytest.raises(KohyaConfigError, match="clip_skip"):
+    with pytest.raises(KohyaConfigError, match="network_args"):
         load_training_config(tmp_path / "train.toml", tmp_path / "dataset.toml")
 
 

@@ -192,7 +192,7 @@ def encode_latents(vae, items: list[dict], cache_dir: str | Path | None, vae_id:
                 torch.save(pair, tmp)
         out.append(pair)
     print(f"latents: {hits} of {len(items)} from the cache ({cache_dir})", flush=True)
-    return out
+    return out, hits
 
 
 def write_loss_curve(losses: list[dict], path: str | Path, title: str = "") -> None:
@@ -321,7 +321,7 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
             it["original"] = im.size
         it["size"] = bucket_size(*it["original"], it["dataset"])
     cache = latent_cache_dir if flat.get("cache_latents", True) else None
-    latents = encode_latents(vae, items, cache, _vae_identity(model) if cache else "", device)
+    latents, cache_hits = encode_latents(vae, items, cache, _vae_identity(model) if cache else "", device)
     batch_size = int(dataset["datasets"][0].get("batch_size", 1))
     clip_skip = int(flat.get("clip_skip", 1) or 1)
 
@@ -520,6 +520,6 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
     bar.close()
 
     return {"steps": step, "final_loss": losses[-1]["loss"] if losses else None, "family": family,
-            "backend": "builtin", "resumed_from_epoch": start_epoch, "steps_run": step - (resume and st["step"] or 0),
+            "backend": "builtin", "resumed_from_epoch": start_epoch, "latents_from_cache": cache_hits, "steps_run": step - (resume and st["step"] or 0),
             "seconds": round(time.time() - started, 2), "checkpoints": saved, "losses": losses,
             "samples": sorted(str(p) for p in samples_dir.glob(f"{flat['output_name']}-*.png")) if prompts else []}
