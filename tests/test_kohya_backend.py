@@ -82,7 +82,9 @@ def test_workflow_trains_with_kohya_backend_sd15(project, tmp_path):
     cfg.write_text(json.dumps({"train": {"backend": "kohya", "family": "sd15", "clip_skip": 2,
                                          "base_model": "resources/demo-models/sd15", "kohya": KOHYA}}))
     argv = tmp_path / "argv.json"
-    run = project.snakemake(configfiles=("config/test.yaml", str(cfg)), env={"FAKE_SD_ARGV": str(argv)})
+    from test_resume import TARGETS
+
+    run = project.snakemake(*TARGETS, configfiles=("config/test.yaml", str(cfg)), env={"FAKE_SD_ARGV": str(argv)})
     assert project.jobs(run)["train"] == 1
     launched = json.loads(argv.read_text())
     assert Path(launched["argv"][0]).name == "train_network.py"

@@ -10,18 +10,22 @@ from safetensors.torch import load_file
 
 from synthlora.train import FAULT_ENV
 
+# Naming the select checkpoint's output as a target: with only `all`, Snakemake 9.27 leaves the
+# train job's input <TBD> when train must rerun while everything upstream is current (reported).
+TARGETS = ("results/mira/selection.tsv", "results/mira/lora/mira.safetensors")
+
 
 def test_train_killed_after_epoch_1_resumes_at_epoch_2(project, finished):
     lora = project.path("results/mira/lora")
     for name in ("state", "epochs", "train_summary.json", "loss_curve.png", "mira.safetensors"):  # from scratch
         shutil.rmtree(lora / name) if (lora / name).is_dir() else (lora / name).unlink()
-    killed = project.snakemake(check=False, env={FAULT_ENV: "1"})
+    killed = project.snakemake(*TARGETS, check=False, env={FAULT_ENV: "1"})
     assert killed.returncode != 0, killed.output[-3000:]
     state = project.path("results/mira/lora/state/epoch-000001")
     assert (state / "state.pt").is_file() and (state / "mira-000001.safetensors").is_file()
     assert not project.path("results/mira/lora/epochs/mira-000002.safetensors").exists()
 
-    run = project.snakemake()
+    run = project.snakemake(*TARGETS)
     assert project.jobs(run)["train"] == 1
     log = project.path("logs/mira/train.log").read_text()
     assert "resumed from" in log and "epochs 1..1 are not redone" in log
