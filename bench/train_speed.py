@@ -40,11 +40,11 @@ def reset_peak(device: str) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def make_dataset(root: Path, n: int, res: int) -> Path:
+def make_dataset(root: Path, n: int, res: int, reps: int) -> Path:
     import numpy as np
     from PIL import Image
 
-    d = root / "dataset" / "1_trg"
+    d = root / "dataset" / f"{reps}_trg"
     d.mkdir(parents=True, exist_ok=True)
     rs = np.random.RandomState(0)
     for i in range(n):
@@ -96,7 +96,7 @@ def run_reference(args, root: Path) -> dict:
     unet.enable_gradient_checkpointing()
     opt = torch.optim.AdamW(params, lr=1e-4)
     sched = DDPMScheduler.from_config(pipe.scheduler.config)
-    img = Image.open(next((root / "dataset" / "1_trg").glob("*.png"))).convert("RGB")
+    img = Image.open(next((root / "dataset").glob("*_trg/*.png"))).convert("RGB")
     px = torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None].to(args.device)
     with torch.no_grad():
         lat = (vae.encode(px).latent_dist.sample() * vae.config.scaling_factor).to(dtype)
@@ -143,7 +143,7 @@ def main() -> None:
         build_sdxl(tmp / "sdxl")
         args.model = str(tmp / "sdxl")
     args.resolution = args.resolution or (1024 if args.device != "cpu" else 64)
-    make_dataset(tmp, 1, args.resolution)
+    make_dataset(tmp, 1, args.resolution, args.steps)
     # load time is included on both sides (the same from_pretrained), so the ratio is fair
     ref = run_reference(args, tmp)
     builtin = run_builtin(args, tmp)
