@@ -8,7 +8,8 @@ from snakemake.exceptions import WorkflowError
 from synthlora.config import ConfigError, check_characters, config_problem
 from synthlora.io import content_hash, read_json
 from synthlora.evaluate import BASE as BASE_RUN, render_settings, run_name, suite_items
-from synthlora.kohya import checkpoint_name, fingerprint, saved_epochs, training_inputs
+from synthlora.kohya import (KohyaConfigError, checkpoint_name, fingerprint, saved_epochs, training_inputs,
+                             validate_config)
 from synthlora.plan import pixel_inputs, shot_by_key
 from synthlora.selection import selected_keys
 
@@ -22,7 +23,7 @@ except ConfigError as e:
 
 CHARACTERS = list(config["characters"])
 DEMO = config["demo_models_dir"].rstrip("/")
-DEMO_MODELS = ("sdxl", "vlm", "embedder")
+DEMO_MODELS = ("sdxl", "sd15", "vlm", "embedder")
 
 
 wildcard_constraints:
@@ -228,7 +229,16 @@ def lora_dir(wildcards):
     return f"results/{wildcards.character}/lora/epochs"
 
 
+try:  # every training value, type and combination is checked before any job runs
+    validate_config(config["train"])
+except KohyaConfigError as e:
+    raise WorkflowError(str(e))
+
 SAVED_EPOCHS = saved_epochs(config["train"])
+
+
+def sample_prompts_file(wildcards):
+    return f"results/{wildcards.character}/kohya/sample_prompts.txt"
 
 
 def epoch_loras(character):
@@ -249,6 +259,7 @@ def training_inputs_for(name):
         config["train"], name, f"results/{name}/lora/epochs", f"results/{name}/dataset",
         config["characters"][name]["trigger"],
         selected_keys(checkpoints.select.get(character=name).output[0]), caption_settings_for(name),
+        f"results/{name}/kohya/sample_prompts.txt",
     )
 
 
@@ -289,6 +300,7 @@ def train_input(wildcards):
         "tag_frequency": ancient(f"{base}/tag_frequency.json"),
         "dataset_toml": ancient(f"{base}/kohya/dataset.toml"),
         "train_toml": ancient(f"{base}/kohya/train.toml"),
+        "sample_prompts": ancient(f"{base}/kohya/sample_prompts.txt"),
         "model": model_input(config["train"]["base_model"]),
     }
 

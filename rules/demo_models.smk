@@ -1,7 +1,8 @@
 rule build_demo_models:
-    """Build the tiny random-weight demo models (SDXL pipeline, vision-language model, CLIP embedder)."""
+    """Build the tiny random-weight demo models (SDXL and SD1.5 pipelines, vision-language model, CLIP embedder)."""
     output:
         sdxl=directory(f"{DEMO}/sdxl"),
+        sd15=directory(f"{DEMO}/sd15"),
         vlm=directory(f"{DEMO}/vlm"),
         embedder=directory(f"{DEMO}/embedder"),
     log:

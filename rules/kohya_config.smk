@@ -5,6 +5,7 @@ rule kohya_config:
     output:
         dataset_toml="results/{character}/kohya/dataset.toml",
         train_toml="results/{character}/kohya/train.toml",
+        sample_prompts="results/{character}/kohya/sample_prompts.txt",
     log:
         "logs/{character}/kohya_config.log",
     params:

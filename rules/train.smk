@@ -1,10 +1,12 @@
 rule train:
-    """Train the character LoRA, keeping one file per saved epoch (kohya key format, ss_* metadata)."""
+    """Train the character LoRA (builtin or kohya sd-scripts, train.backend), keeping one file per
+    saved epoch (kohya key format, ss_* metadata), the loss curve, and a resumable state in lora/state/."""
     input:
         unpack(train_input),
     output:
         loras=epoch_loras("{character}"),
         summary="results/{character}/lora/train_summary.json",
+        loss_curve=report("results/{character}/lora/loss_curve.png", category="Training"),
     log:
         "logs/{character}/train.log",
     benchmark:

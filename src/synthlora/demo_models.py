@@ -120,6 +120,40 @@ def build_sdxl(out: Path, seed: int = 0) -> None:
     shutil.rmtree(tmp_tok, ignore_errors=True)
 
 
+def build_sd15(out: Path, seed: int = 0) -> None:
+    """An SD1.5-shaped diffusers pipeline: SD1.5's UNet block layout (4 levels, 1x1-conv proj_in /
+    proj_out, one transformer per attention), one CLIP text encoder, no safety checker."""
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    tmp_tok = out.parent / (out.name + ".tok")
+    tokenizer = _clip_tokenizer(tmp_tok)
+    te = CLIPTextModel(CLIPTextConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+        vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id))
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4,
+        block_out_channels=(32, 32, 64, 64), layers_per_block=2,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        attention_head_dim=8, norm_num_groups=32, cross_attention_dim=32,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 16, 16, 16),
+        latent_channels=4, layers_per_block=1, norm_num_groups=8, sample_size=64, scaling_factor=0.18215,
+    )
+    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              num_train_timesteps=1000, skip_prk_steps=True, steps_offset=1)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(out)
+    shutil.rmtree(tmp_tok, ignore_errors=True)
+
+
 def _byte_bpe_tokenizer(directory: Path):
     """A byte-level BPE trained in milliseconds, with an <image> token and a chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -221,7 +255,7 @@ def build_embedder(out: Path, seed: int = 0) -> None:
     processor.save_pretrained(out)
 
 
-BUILDERS = {"sdxl": build_sdxl, "vlm": build_vlm, "embedder": build_embedder}
+BUILDERS = {"sdxl": build_sdxl, "sd15": build_sd15, "vlm": build_vlm, "embedder": build_embedder}
 
 
 def build_demo_models(root: str | Path, seed: int = 0) -> None:

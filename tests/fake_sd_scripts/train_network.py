@@ -1,0 +1,1 @@
+sdxl_train_network.py
