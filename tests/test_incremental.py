@@ -172,3 +172,15 @@ def test_light_rules_never_import_torch(project, tmp_path):
         "sys.meta_path.insert(0, _NoTorch())\n")
     run = project.snakemake("--forcerun", "plan", "select", "dataset", "kohya_config", env={"PYTHONPATH": str(hook)})
     assert dict(project.jobs(run)) == {"plan": 1, "select": 1, "dataset": 1, "kohya_config": 1}
+
+
+def test_changed_training_value_retrains_once(project):
+    """A hyperparameter edit with everything upstream current: train reruns, nothing before it."""
+    project.path("config/dim.yaml").write_text("train:\n  network_dim: 8\n  network_alpha: 4.0\n")
+    files = ("config/test.yaml", "config/dim.yaml")
+    run = project.snakemake(configfiles=files)
+    jobs = project.jobs(run)
+    assert jobs["train"] == 1 and jobs["generate"] == 0 and jobs["caption"] == 0, jobs
+    with safe_open(project.path("results/mira/lora/mira.safetensors"), "pt") as f:
+        assert f.metadata()["ss_network_dim"] == "8"
+    assert "Nothing to be done" in project.snakemake("-n", configfiles=files).output
