@@ -6,7 +6,8 @@ import re
 from snakemake.exceptions import WorkflowError
 
 from synthlora.config import ConfigError, check_characters, config_problem
-from synthlora.io import content_hash, read_json
+from synthlora.generation import check_api_keys, summary_lines, uses_api
+from synthlora.io import content_hash, file_sha256, read_json
 from synthlora.kohya import training_fingerprint
 from synthlora.plan import pixel_inputs, shot_by_key
 from synthlora.selection import selected_keys
@@ -19,9 +20,24 @@ try:
 except ConfigError as e:
     raise WorkflowError(str(e))
 
+try:
+    check_api_keys(config)
+except ConfigError as e:
+    raise WorkflowError(str(e))
+
 CHARACTERS = list(config["characters"])
 DEMO = config["demo_models_dir"].rstrip("/")
 DEMO_MODELS = ("sdxl", "vlm", "embedder")
+
+# API jobs each hold one 'api_calls'; the workflow offers max_concurrent_api_calls of them unless
+# the command line set its own (--resources api_calls=N).
+if "api_calls" not in workflow.global_resources:
+    workflow.register_resource("api_calls", config["max_concurrent_api_calls"])
+
+
+def api_calls(stage):
+    """One 'api_calls' slot for a job of a stage whose backend calls an API, none otherwise."""
+    return 1 if uses_api(config, stage) else 0
 
 
 wildcard_constraints:
@@ -73,6 +89,7 @@ def final_targets(wildcards):
         plan = cached_json(checkpoints.plan.get(character=c).output[0])
         targets += [f"results/{c}/images/{shot['key']}.png" for shot in plan["shots"]]
         targets.append(f"results/{c}/lora/{c}.safetensors")
+        targets.append(f"results/{c}/generation_report.json")
     return targets
 
 
@@ -102,9 +119,31 @@ def analyze_settings(wildcards):
 # ---- generate --------------------------------------------------------------------------------
 
 
+def reference_mode():
+    return config["generate"]["backend"] == "openai" and config["generate"]["openai"]["reference_mode"]
+
+
 def generate_input(wildcards):
     plan_of(wildcards)  # the shot comes from the plan: wait for the checkpoint
-    return {"model": model_input(config["generate"]["model"])}
+    inputs = {"model": model_input(config["generate"]["model"])}
+    if reference_mode():
+        # ancient(): the reference's content is already in every shot key (plan_generate_inputs)
+        inputs["reference"] = ancient(character(wildcards)["reference"])
+    return inputs
+
+
+def plan_generate_inputs(wildcards):
+    """The generator settings that go into each shot key; in reference mode the reference image
+    shapes the pixels, so its content hash does too."""
+    pixels = pixel_inputs(config["generate"])
+    if reference_mode():
+        pixels["reference_sha256"] = file_sha256(character(wildcards)["reference"])
+    return pixels
+
+
+def generation_report_input(wildcards):
+    keys = planned_keys(wildcards)
+    return {"provenance": [f"results/{wildcards.character}/images/{k}.json" for k in keys]}
 
 
 def shot_of(wildcards):

@@ -8,7 +8,7 @@ checkpoint plan:
         "logs/{character}/plan.log",
     params:
         plan=config["plan"],
-        generate=pixel_inputs(config["generate"]),
+        generate=plan_generate_inputs,
     threads: 1
     resources:
         mem_mb=500,

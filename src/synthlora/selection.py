@@ -1,6 +1,6 @@
 """Choose K of N candidates, with a reason on every row.
 
-Order of checks: undecodable → wrong size → near-duplicate of a sharper image → among the
+Order of checks: generation failed (recorded in provenance) → undecodable → wrong size → near-duplicate of a sharper image → among the
 blurriest → chosen round-robin over views so coverage stays even → beyond the count.
 """
 
@@ -29,7 +29,9 @@ def select(candidates: list[dict[str, Any]], count: int, max_duplicate_distance:
     usable = []
     for c in candidates:
         s = c["score"]
-        if not s.get("decodes"):
+        if c.get("failed"):
+            rows[c["key"]]["reason"] = f"generation failed: {c['failed']}"
+        elif not s.get("decodes"):
             rows[c["key"]]["reason"] = f"undecodable image ({s.get('error', 'unknown error')})"
         elif expected_size and (s["width"], s["height"]) != tuple(expected_size):
             rows[c["key"]]["reason"] = f"wrong size {s['width']}x{s['height']} (expected {expected_size[0]}x{expected_size[1]})"
