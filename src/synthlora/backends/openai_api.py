@@ -276,8 +276,9 @@ class OpenAIGenerator:
             if code in MODERATION_CODES or "safety" in str(e).lower():
                 raise ShotFailed(f"refused by moderation ({code or 'safety system'}): {_error_message(e)}",
                                  e.request_id) from None
-            raise OpenAIConfigError(f"the Images API rejected the request ({e.status_code} {code}): "
-                                    f"{_error_message(e)}; check generate.model and generate.openai") from None
+            raise OpenAIConfigError(f"the Images API rejected the request ({e.status_code} {code}, parameter "
+                                    f"{_error_param(e)!r}): {_error_message(e)} Check generate.model, plan.width/height "
+                                    "and generate.openai.") from None
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
             raise OpenAIConfigError(f"the Images API refused the request ({e.status_code}): {_error_message(e)}; "
                                     f"check the key in ${self.opts['api_key_env']}, generate.model and "
@@ -314,3 +315,9 @@ def _error_message(e) -> str:
     body = e.body if isinstance(getattr(e, "body", None), dict) else {}
     inner = body.get("error", body) if isinstance(body.get("error", body), dict) else body
     return str(inner.get("message") or e.message)
+
+
+def _error_param(e) -> str:
+    body = e.body if isinstance(getattr(e, "body", None), dict) else {}
+    inner = body.get("error", body) if isinstance(body.get("error", body), dict) else body
+    return str(inner.get("param") or getattr(e, "param", "") or "")
