@@ -11,6 +11,7 @@ rule analyze:
         settings=analyze_settings,
     threads: 1
     resources:
+        api_calls=api_calls("analyze"),
         mem_mb=4000,
         runtime=30,
     conda:

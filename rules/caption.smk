@@ -11,6 +11,7 @@ rule caption:
         settings=caption_settings,
     threads: 1
     resources:
+        api_calls=api_calls("caption"),
         mem_mb=4000,
         runtime=10,
     conda:

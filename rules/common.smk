@@ -6,8 +6,9 @@ import re
 from snakemake.exceptions import WorkflowError
 
 from synthlora.config import ConfigError, check_characters, config_problem
-from synthlora.io import content_hash, read_json
 from synthlora.evaluate import BASE as BASE_RUN, render_settings, run_name, suite_items
+from synthlora.generation import check_api_keys, summary_lines, uses_api
+from synthlora.io import content_hash, file_sha256, read_json
 from synthlora.kohya import (KohyaConfigError, checkpoint_name, fingerprint, saved_epochs, training_inputs,
                              validate_config)
 from synthlora.plan import pixel_inputs, shot_by_key
@@ -21,9 +22,24 @@ try:
 except ConfigError as e:
     raise WorkflowError(str(e))
 
+try:
+    check_api_keys(config)
+except ConfigError as e:
+    raise WorkflowError(str(e))
+
 CHARACTERS = list(config["characters"])
 DEMO = config["demo_models_dir"].rstrip("/")
 DEMO_MODELS = ("sdxl", "sd15", "vlm", "embedder")
+
+# API jobs each hold one 'api_calls'; the workflow offers max_concurrent_api_calls of them unless
+# the command line set its own (--resources api_calls=N).
+if "api_calls" not in workflow.global_resources:
+    workflow.register_resource("api_calls", config["max_concurrent_api_calls"])
+
+
+def api_calls(stage):
+    """One 'api_calls' slot for a job of a stage whose backend calls an API, none otherwise."""
+    return 1 if uses_api(config, stage) else 0
 
 
 wildcard_constraints:
@@ -89,6 +105,7 @@ def final_targets(wildcards):
         targets += [selection, f"results/{c}/kohya/fingerprint/{fingerprint(training_inputs_for(c))}.json"]
         targets.append(f"results/{c}/lora/{c}.safetensors")
         targets += evaluation_targets(c)
+        targets.append(f"results/{c}/generation_report.json")
     return targets
 
 
@@ -137,10 +154,31 @@ def folder_images(wildcards):
         raise WorkflowError(str(e))
 
 
+def reference_mode():
+    return config["generate"]["backend"] == "openai" and config["generate"]["openai"]["reference_mode"]
+
 
 def generate_input(wildcards):
     plan_of(wildcards)  # the shot comes from the plan: wait for the checkpoint
-    return {"model": model_input(config["generate"]["model"])}
+    inputs = {"model": model_input(config["generate"]["model"])}
+    if reference_mode():
+        # ancient(): the reference's content is already in every shot key (plan_generate_inputs)
+        inputs["reference"] = ancient(character(wildcards)["reference"])
+    return inputs
+
+
+def plan_generate_inputs(wildcards):
+    """The generator settings that go into each shot key; in reference mode the reference image
+    shapes the pixels, so its content hash does too."""
+    pixels = pixel_inputs(config["generate"])
+    if reference_mode():
+        pixels["reference_sha256"] = file_sha256(character(wildcards)["reference"])
+    return pixels
+
+
+def generation_report_input(wildcards):
+    keys = planned_keys(wildcards)
+    return {"provenance": [f"results/{wildcards.character}/images/{k}.json" for k in keys]}
 
 
 def shot_of(wildcards):

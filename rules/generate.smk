@@ -13,6 +13,7 @@ rule generate:
         shot=shot_of,
     threads: 1
     resources:
+        api_calls=api_calls("generate"),
         mem_mb=8000,
         runtime=15,
     conda:

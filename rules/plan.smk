@@ -9,7 +9,7 @@ checkpoint plan:
         "logs/{character}/plan.log",
     params:
         plan=config["plan"],
-        generate=pixel_inputs(config["generate"]),
+        generate=plan_generate_inputs,
         folder=source_folder,
     threads: 1
     resources:

@@ -16,5 +16,7 @@ with job(snakemake):
         lambda attempt: analyzer.analyze(Path(snakemake.input.reference), description, instruction, schema, attempt),
         schema, settings["retries"], source)
     print(f"valid features after {attempts} attempt(s)")
+    for usage in getattr(analyzer, "usage", []):
+        print(f"API usage: {usage}")
     write_text(snakemake.output.raw, raw)
     write_json(snakemake.output.features, features)

@@ -12,4 +12,6 @@ with job(snakemake):
         tags = captioner.tag(im.convert("RGB"), s["vocabulary"], s["instruction"])
     caption = format_caption(s["trigger"], s["always"], tags, s["categories"])
     print(caption)
+    for usage in getattr(captioner, "usage", []):
+        print(f"API usage: {usage}")
     write_text(snakemake.output[0], caption + "\n")

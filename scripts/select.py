@@ -1,6 +1,7 @@
 import imagehash
 from PIL import Image
 
+from synthlora.generation import is_failed
 from synthlora.io import read_json, write_text
 from synthlora.scripting import job
 from synthlora.selection import contact_sheet, load_overrides, select, to_tsv
@@ -9,7 +10,8 @@ with job(snakemake):
     inp = snakemake.input
     provenance = [read_json(p) for p in inp.provenance]
     candidates = [{"key": prov["shot"]["key"], "tags": prov["shot"]["tags"], "source": prov.get("source", "generated"),
-                   "score": read_json(s), "vector": read_json(e)["vector"]}
+                   "score": read_json(s), "vector": read_json(e)["vector"],
+                   "failed": prov.get("reason", "generation failed") if is_failed(prov) else None}
                   for prov, s, e in zip(provenance, inp.scores, inp.embeddings)]
     if "answers" in inp.keys():
         for c, path in zip(candidates, inp.answers):

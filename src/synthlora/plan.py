@@ -15,6 +15,8 @@ from typing import Any
 from synthlora.io import content_hash
 
 DIMENSIONS = ("views", "poses", "expressions", "framings", "lighting", "backgrounds")
+# generate.openai options that change what the Images API returns.
+OPENAI_PIXEL_KEYS = ("size", "quality", "background", "output_format", "moderation", "reference_mode", "input_fidelity")
 # The placeholder each dimension fills in ``plan.prompt_template``.
 PLACEHOLDER = {"views": "view", "poses": "pose", "expressions": "expression", "framings": "framing",
                "lighting": "lighting", "backgrounds": "background"}
@@ -22,8 +24,15 @@ PLACEHOLDER = {"views": "view", "poses": "pose", "expressions": "expression", "f
 
 def pixel_inputs(generate_cfg: dict) -> dict[str, Any]:
     """The generator settings that change pixels; everything else (device, retries …) is excluded."""
-    ignore = set(generate_cfg.get("key_ignores", [])) | {"device", "key_ignores", "max_concurrent", "retries", "folder"}
-    return {k: v for k, v in sorted(generate_cfg.items()) if k not in ignore}
+    ignore = set(generate_cfg.get("key_ignores", [])) | {"device", "key_ignores", "max_concurrent", "retries", "openai", "folder"}
+    pixels = {k: v for k, v in sorted(generate_cfg.items()) if k not in ignore}
+    if generate_cfg.get("backend") == "openai":
+        # Only the Images API parameters enter the key; where the server is, how long to wait and
+        # what it costs do not change pixels. Local-pipeline settings do not apply.
+        for local in ("steps", "guidance_scale", "dtype"):
+            pixels.pop(local, None)
+        pixels["openai"] = {k: v for k, v in sorted(generate_cfg["openai"].items()) if k in OPENAI_PIXEL_KEYS}
+    return pixels
 
 
 def shot_key(shot_pixels: dict) -> str:

@@ -1,7 +1,8 @@
 """Choose K of N candidates, with a reason on every row.
 
 Order of checks, each a reason a practitioner would give when sorting by eye:
-overrides (force-exclude) → undecodable / wrong size → near-copy of the reference (the rights
+overrides (force-exclude) → generation failed (recorded in provenance) →
+undecodable / wrong size → near-copy of the reference (the rights
 promise: never overridable) → failure detectors (burnt-in text, more than one figure, wrong
 background, blur, noise) → off-identity (far from the most cohesive identity cluster, as in
 The Chosen One) → near-duplicate of a better image → among the blurriest → chosen greedily for
@@ -136,6 +137,10 @@ def select(candidates: list[dict[str, Any]], settings: dict[str, Any], expected_
     usable = []
     for c in candidates:
         key, sc, row = c["key"], c["score"], rows[c["key"]]
+        if c.get("failed"):
+            problems[key].append(f"generation failed: {c['failed']}")
+            forbidden.add(key)
+            continue
         if not sc.get("decodes"):
             problems[key].append(f"undecodable image ({sc.get('error', 'unknown error')})")
             forbidden.add(key)

@@ -13,6 +13,16 @@ from typing import Any, Protocol
 from PIL import Image
 
 
+class ShotFailed(RuntimeError):
+    """Raised by a generator when this shot produced no image (refused by moderation, or still
+    failing after retries) but other shots may succeed: the shot is recorded as failed."""
+
+    def __init__(self, reason: str, request_id: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.request_id = request_id
+
+
 class Analyzer(Protocol):
     def analyze(self, reference: Path, description: str, instruction: str, schema: dict,
                 attempt: int = 0) -> str:

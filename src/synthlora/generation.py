@@ -1,0 +1,253 @@
+"""Paid-API bookkeeping: key checks, failed-shot records, the generation report, spend estimates.
+
+A shot that produced no image (refused by moderation, or still failing after the client's
+retries) is recorded, not fatal: ``images/{key}.json`` says ``status: failed`` and why, and
+``images/{key}.png`` holds a marker that is not an image, so scoring marks it undecodable and
+selection rejects it with the recorded reason. Snakemake sees the job as done, so a later run
+does not pay for it again unless asked: ``python -m synthlora.generation retry-failed`` removes
+the failed records, and the next run regenerates exactly those shots.
+
+No torch here: the light rules import this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from synthlora.config import ConfigError
+from synthlora.io import atomic_path, read_json, write_json
+
+API_STAGES = ("analyze", "generate", "caption")
+FAILED_MARKER = b"synthlora: generation failed, no image; the reason is in the .json beside this file\n"
+
+
+def uses_api(config: dict, stage: str) -> bool:
+    return config[stage]["backend"] == "openai"
+
+
+def check_api_keys(config: dict, environ=os.environ) -> None:
+    """A stage on the openai backend needs its key variable set: say so before any job runs."""
+    for stage in API_STAGES:
+        if not uses_api(config, stage):
+            continue
+        var = config[stage]["openai"]["api_key_env"]
+        if var and not environ.get(var):
+            raise ConfigError(
+                f"{stage}.backend is 'openai' but the environment variable {var} is not set: export {var}=<your key> "
+                f"(or name another variable in {stage}.openai.api_key_env; '' for a server that needs no key)")
+
+
+def write_failed_shot(image_path: str | Path, provenance_path: str | Path, record: dict) -> None:
+    """The outputs of a shot that produced no image: the marker, then the record that explains it."""
+    with atomic_path(image_path) as tmp:
+        tmp.write_bytes(FAILED_MARKER)
+    write_json(provenance_path, {**record, "status": "failed"})
+
+
+def is_failed(provenance: dict) -> bool:
+    return provenance.get("status") == "failed"
+
+
+def generation_report(provenance_files: list[str | Path]) -> dict[str, Any]:
+    """Shots ok/failed with reasons, summed API usage, and whether the reference was an input."""
+    failed, usage, requests, ok = [], {}, 0, 0
+    reference_input = False
+    for path in provenance_files:
+        prov = read_json(path)
+        shot = prov.get("shot", {})
+        reference_input |= bool(prov.get("reference_input"))
+        if prov.get("request_id") or prov.get("usage"):
+            requests += 1
+        for name, value in _flat_usage(prov.get("usage", {})).items():
+            usage[name] = usage.get(name, 0) + value
+        if is_failed(prov):
+            failed.append({"key": shot.get("key"), "index": shot.get("index"), "reason": prov.get("reason", "")})
+        else:
+            ok += 1
+    return {
+        "shots": len(provenance_files), "ok": ok, "failed": failed,
+        "api_images_billed": requests, "usage": dict(sorted(usage.items())),
+        "reference_input": reference_input,
+        "note": ("the reference image was an input of image generation (generate.openai.reference_mode)"
+                 if reference_input else "images were generated from text only; the reference was used for analysis"),
+        "retry": "python -m synthlora.generation retry-failed results/<character> (then run snakemake again)"
+                 if failed else "",
+    }
+
+
+def _flat_usage(usage: dict, prefix: str = "") -> dict[str, int]:
+    out = {}
+    for k, v in usage.items():
+        if isinstance(v, dict):
+            out.update(_flat_usage(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[prefix + k] = v
+    return out
+
+
+def summary_lines(report_files: list[str | Path]) -> list[str]:
+    """What the end of a run prints: per character, failed shots and why."""
+    lines = []
+    for path in report_files:
+        if not Path(path).exists():
+            continue
+        rep = read_json(path)
+        character = Path(path).parent.name
+        lines.append(f"{character}: {rep['ok']} of {rep['shots']} shots generated, {len(rep['failed'])} failed; "
+                     f"{rep['note']}")
+        for f in rep["failed"]:
+            lines.append(f"  failed shot {f['index']} ({f['key']}): {f['reason']}")
+        if rep["failed"]:
+            lines.append(f"  to retry them: {rep['retry']}")
+    return lines
+
+
+def retry_failed(results_dir: str | Path) -> list[str]:
+    """Remove the records of failed shots under ``results_dir/images`` so the next run makes them."""
+    removed = []
+    for prov_path in sorted(Path(results_dir, "images").glob("*.json")):
+        try:
+            prov = read_json(prov_path)
+        except (OSError, ValueError):
+            continue
+        if is_failed(prov):
+            prov_path.with_suffix(".png").unlink(missing_ok=True)
+            prov_path.unlink()
+            removed.append(prov_path.stem)
+    return removed
+
+
+# ---- spend estimate -------------------------------------------------------------------------
+
+
+def load_config(configfiles: list[str], schema_path: str | Path = "config/config.schema.yaml") -> dict:
+    """The merged config as the workflow sees it (later files override earlier), defaults filled."""
+    import yaml
+
+    from synthlora.config import config_problem
+
+    merged: dict = {}
+    for f in configfiles:
+        _merge(merged, yaml.safe_load(Path(f).read_text(encoding="utf-8")) or {})
+    problem = config_problem(merged, schema_path)
+    if problem:
+        raise ConfigError(problem)
+    return merged
+
+
+def _merge(into: dict, new: dict) -> None:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+
+
+def estimate(config: dict, results_root: str | Path = "results") -> dict[str, Any]:
+    """Calls, images and tokens a run would spend, roughly, before it spends anything.
+
+    Images already generated (recorded ok under results/) are not counted again. Token counts are
+    rough: text at ~4 characters a token, an image at ``IMAGE_TOKENS`` by detail level."""
+    stages: dict[str, dict[str, Any]] = {}
+    n_chars = len(config["characters"])
+    if uses_api(config, "analyze"):
+        a = config["analyze"]
+        text = sum(len(Path(ch["description"]).read_text(encoding="utf-8")) for ch in config["characters"].values())
+        text += n_chars * len(Path(a["instruction"]).read_text(encoding="utf-8"))
+        tokens_in = text // 4 + n_chars * IMAGE_TOKENS[a["openai"]["image_detail"]]
+        tokens_out = n_chars * 600
+        stages["analyze"] = _chat_stage(n_chars, a["retries"] * n_chars, tokens_in, tokens_out, a)
+    if uses_api(config, "generate"):
+        todo = 0
+        for name in config["characters"]:
+            todo += config["plan"]["candidates"] - _already_generated(Path(results_root, name), config)
+        usd = todo * config["generate"]["openai"]["usd_per_image"]
+        stages["generate"] = {"model": config["generate"]["model"], "calls": todo, "images": todo,
+                              "usd": round(usd, 2)}
+    if uses_api(config, "caption"):
+        c = config["caption"]
+        calls = n_chars * config["select"]["count"]
+        tokens_in = calls * (len(c["instruction"]) // 4 + 40 * len(c["categories"]) + IMAGE_TOKENS[c["openai"]["image_detail"]])
+        stages["caption"] = _chat_stage(calls, calls * c["openai"]["retries"], tokens_in, calls * 40, c)
+    total = round(sum(s["usd"] for s in stages.values()), 2)
+    return {"stages": stages, "usd_total": total,
+            "max_concurrent_api_calls": config["max_concurrent_api_calls"]}
+
+
+# Rough image input tokens for chat models (a 1024-px image at high detail is ~765 tokens on
+# OpenAI's tiling scheme; low detail is a fixed 85).
+IMAGE_TOKENS = {"low": 85, "high": 765, "auto": 765}
+
+
+def _chat_stage(calls: int, extra_calls_at_most: int, tokens_in: int, tokens_out: int, stage_cfg: dict) -> dict:
+    o = stage_cfg["openai"]
+    usd = tokens_in / 1e6 * o["usd_per_million_input_tokens"] + tokens_out / 1e6 * o["usd_per_million_output_tokens"]
+    return {"model": stage_cfg["model"], "calls": calls, "extra_calls_if_answers_fail_validation": extra_calls_at_most,
+            "input_tokens": tokens_in, "output_tokens": tokens_out, "usd": round(usd, 2)}
+
+
+def _already_generated(results: Path, config: dict) -> int:
+    plan = results / "plan.json"
+    if not plan.exists():
+        return 0
+    done = 0
+    for shot in read_json(plan)["shots"][: config["plan"]["candidates"]]:
+        prov = results / "images" / f"{shot['key']}.json"
+        if prov.exists() and (results / "images" / f"{shot['key']}.png").exists() and not is_failed(read_json(prov)):
+            done += 1
+    return done
+
+
+def format_estimate(est: dict) -> str:
+    lines = ["What this run would call (before spending anything):"]
+    if not est["stages"]:
+        lines.append("  no stage uses a paid API backend")
+    for stage, s in est["stages"].items():
+        detail = f"{s['calls']} calls"
+        if "images" in s:
+            detail += f", {s['images']} images"
+        if "input_tokens" in s:
+            detail += (f", ~{s['input_tokens']} input + ~{s['output_tokens']} output tokens"
+                       f" (+ up to {s['extra_calls_if_answers_fail_validation']} retry calls)")
+        lines.append(f"  {stage:9s} {s['model']}: {detail}, ~${s['usd']:.2f}")
+    lines.append(f"  total ~${est['usd_total']:.2f} (prices from config: *.openai.usd_per_*); "
+                 f"at most {est['max_concurrent_api_calls']} calls at once")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m synthlora.generation", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    est = sub.add_parser("estimate", help="print the API calls, images, tokens and rough cost a run would spend")
+    est.add_argument("--configfile", nargs="+", default=[], help="config files, as given to snakemake")
+    est.add_argument("--json", action="store_true", help="print JSON")
+    retry = sub.add_parser("retry-failed", help="forget failed shots so the next run generates them again")
+    retry.add_argument("results", nargs="+", help="results/<character> folders")
+    summ = sub.add_parser("summary", help="print the failed shots of finished runs")
+    summ.add_argument("results", nargs="+", help="results/<character> folders")
+    args = parser.parse_args(argv)
+    if args.command == "estimate":
+        try:
+            cfg = load_config(["config/config.yaml", *args.configfile])
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        result = estimate(cfg)
+        print(json.dumps(result, indent=2) if args.json else format_estimate(result))
+    elif args.command == "retry-failed":
+        for folder in args.results:
+            keys = retry_failed(folder)
+            print(f"{folder}: {len(keys)} failed shot(s) will be generated on the next run"
+                  + (f": {', '.join(keys)}" if keys else ""))
+    else:
+        print("\n".join(summary_lines([Path(f, "generation_report.json") for f in args.results])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

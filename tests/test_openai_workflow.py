@@ -1,0 +1,134 @@
+"""The whole workflow on the openai backends, against the loopback stand-in, with injected faults."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import _env
+from openai_standin import StandIn
+
+pytestmark = pytest.mark.workflow
+
+KEY = "sk-test-SECRET-6f1d2c9a7b"
+KEY_ENV = "SYNTHLORA_TEST_OPENAI_KEY"
+WAVING = "waving one hand"  # the plan's phrase for the 'waving' pose: the stand-in refuses it
+
+
+def openai_config(url: str, max_concurrent: int = 1) -> str:
+    conn = f"base_url: {url}\n    api_key_env: {KEY_ENV}\n    timeout: 5\n    max_retries: 3\n"
+    return (
+        f"max_concurrent_api_calls: {max_concurrent}\n"
+        f"analyze:\n  backend: openai\n  model: gpt-5.5\n  openai:\n    {conn}"
+        f"generate:\n  backend: openai\n  model: gpt-image-2\n  openai:\n    {conn}    quality: low\n"
+        f"caption:\n  backend: openai\n  model: gpt-5.5\n  openai:\n    {conn}"
+    )
+
+
+CONFIGS = ("config/test.yaml", "config/openai.yaml")
+
+
+@pytest.fixture
+def api():
+    with StandIn(key=KEY, latency=0.3) as server:
+        yield server
+
+
+def images_calls(api):
+    return api.calls_to("/images/")
+
+
+def selection(wf):
+    with open(wf.path("results/mira/selection.tsv"), newline="") as f:
+        return {r["key"]: r for r in csv.DictReader(f, delimiter="\t")}
+
+
+def test_full_run_with_faults_records_failures_keeps_the_key_secret_and_reruns_only_when_asked(fresh, api):
+    fresh.path("config/openai.yaml").write_text(openai_config(api.url, max_concurrent=1))
+    env = {KEY_ENV: KEY}
+    api.fault("moderation", match=WAVING, endpoint="/images/")
+    api.fault("429", count=2, endpoint="/images/")
+    api.fault("500", count=1, endpoint="/images/")
+    api.fault("drop", count=1, endpoint="/chat/")
+
+    estimate = subprocess.run([sys.executable, "-m", "synthlora.generation", "estimate", "--configfile", *CONFIGS],
+                              cwd=fresh.root, capture_output=True, text=True, env=_env(env), check=True).stdout
+    assert "generate  gpt-image-2: 8 calls, 8 images" in estimate and "caption" in estimate, estimate
+    assert not api.calls, "the estimate spends nothing"
+
+    run = fresh.snakemake(configfiles=CONFIGS, env=env)
+    plan = json.loads(fresh.path("results/mira/plan.json").read_text())["shots"]
+    refused = {s["key"] for s in plan if WAVING in s["prompt"]}
+    assert 0 < len(refused) < len(plan)
+    assert images_calls(api) == len(plan) + 3, "each transient fault costs one retry, refusals none"
+    assert api.max_in_flight == 1, "max_concurrent_api_calls bounds the calls in flight"
+
+    report = json.loads(fresh.path("results/mira/generation_report.json").read_text())
+    assert {f["key"] for f in report["failed"]} == refused
+    assert all("moderation" in f["reason"] for f in report["failed"])
+    assert report["ok"] == len(plan) - len(refused) and report["usage"]["output_tokens"] > 0
+    assert report["reference_input"] is False
+    for key in refused:
+        assert "failed shot" in run.output and key in run.output, "the run ends with the failed shots"
+        row = selection(fresh)[key]
+        assert row["selected"] == "no" and row["reason"].startswith("generation failed: refused by moderation")
+    ok = [s for s in plan if s["key"] not in refused]
+    for s in ok:
+        prov = json.loads(fresh.path(f"results/mira/images/{s['key']}.json").read_text())
+        assert prov["status"] == "ok" and prov["model"] == "gpt-image-2" and prov["request_id"]
+        assert prov["revised_prompt"] and prov["usage"]["total_tokens"] > 0
+    assert fresh.path("results/mira/lora/mira.safetensors").is_file()
+    for caption in fresh.root.glob("results/mira/captions/*.txt"):
+        assert caption.read_text().startswith("mira_sl, ")
+
+    leaked = [str(p) for p in fresh.root.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
+    assert not leaked and KEY not in run.output, f"the API key leaked into {leaked}"
+
+    # Unchanged shots make no API call; failed ones are not retried unless asked.
+    calls = len(api.calls)
+    again = fresh.snakemake(configfiles=CONFIGS, env=env)
+    assert "Nothing to be done" in again.output and len(api.calls) == calls
+
+    api.clear_faults()
+    subprocess.run([sys.executable, "-m", "synthlora.generation", "retry-failed", "results/mira"],
+                   cwd=fresh.root, check=True, env=_env())
+    retried = fresh.snakemake(configfiles=CONFIGS, env=env)
+    assert fresh.jobs(retried)["generate"] == len(refused)
+    assert images_calls(api) == len(plan) + 3 + len(refused)
+    assert json.loads(fresh.path("results/mira/generation_report.json").read_text())["failed"] == []
+
+
+def test_missing_key_fails_before_any_job_naming_the_variable(fresh, api):
+    fresh.path("config/openai.yaml").write_text(openai_config(api.url))
+    proc = fresh.snakemake(configfiles=CONFIGS, check=False, env={KEY_ENV: ""})
+    assert proc.returncode != 0 and KEY_ENV in proc.output
+    assert not fresh.jobs(proc) and not fresh.path("results").exists() and not api.calls
+
+
+def test_interrupting_generation_leaves_no_image_a_later_run_trusts(fresh, api):
+    api.latency = 3.0  # every image call hangs long enough to be interrupted
+    fresh.path("config/openai.yaml").write_text(openai_config(api.url, max_concurrent=2))
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", *CONFIGS]
+    proc = subprocess.Popen(cmd, cwd=fresh.root, env=_env({KEY_ENV: KEY}), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (images_calls(api) < 3 or api.in_flight == 0):
+        time.sleep(0.1)
+    assert api.in_flight, "generation was under way"
+    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C does: the whole process group
+    proc.communicate(timeout=120)
+    images = fresh.root / "results/mira/images"
+    for png in images.glob("*.png"):
+        prov = json.loads(png.with_suffix(".json").read_text())
+        assert prov["status"] == "ok" and png.stat().st_size > 100
+    assert not list(images.glob(".*.tmp*")), "no temporary file is left behind"
+    done = len(list(images.glob("*.png")))
+    rest = fresh.snakemake("-n", configfiles=CONFIGS, env={KEY_ENV: KEY})
+    assert fresh.jobs(rest)["generate"] == 8 - done, "the interrupted shots, and only they, are made again"
