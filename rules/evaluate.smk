@@ -18,6 +18,8 @@ rule evaluate:
         mem_mb=12000,
         runtime=30,
         gpu=1,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/evaluate.py"
 
@@ -36,6 +38,8 @@ rule eval_metrics:
     resources:
         mem_mb=4000,
         runtime=15,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/eval_metrics.py"
 
@@ -58,6 +62,8 @@ rule eval_summary:
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/eval_summary.py"
 
@@ -76,6 +82,8 @@ rule eval_sheet:
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/eval_sheet.py"
 
@@ -105,6 +113,8 @@ rule report_pictures:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/report_pictures.py"
 
@@ -136,5 +146,7 @@ rule model_card:
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/model_card.py"

@@ -10,6 +10,8 @@ rule generation_report:
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/generation_report.py"
 

@@ -28,11 +28,13 @@ rule embed:
     log:
         "logs/{character}/embed/{key}.log",
     params:
-        model=config["select"]["embedder"],
+        model=lambda w: config["select"]["embedder"],  # a hub id has no input file
     threads: 1
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/embed.py"
 
@@ -47,11 +49,13 @@ rule embed_reference:
     log:
         "logs/{character}/embed_reference.log",
     params:
-        model=config["select"]["embedder"],
+        model=lambda w: config["select"]["embedder"],  # a hub id has no input file
     threads: 1
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/embed.py"
 
@@ -72,5 +76,7 @@ rule ask:
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/ask.py"
