@@ -65,13 +65,12 @@ def main() -> None:
         rows = []
         for name, edit in EDITS.items():
             wf = base.copy(tmp / name.replace(" ", "_").replace(",", ""))
-            before_keys = keys(wf)
-            before_images = {p.stem for p in wf.root.glob("results/mira/images/*.png")}
             before_selected = set(selected_keys(wf.path("results/mira/selection.tsv")))
             configfiles = edit(wf)
+            present = {p.stem for p in wf.root.glob("results/mira/images/*.png")}  # after the edit
             run = wf.snakemake(configfiles=configfiles)
             jobs = wf.jobs(run)
-            need_generate = len(keys(wf) - (before_keys & before_images))
+            need_generate = len(keys(wf) - present)
             need_train = int(set(selected_keys(wf.path("results/mira/selection.tsv"))) != before_selected)
             rows.append((name, jobs["generate"], need_generate, jobs["train"], need_train))
             shutil.rmtree(wf.root)
