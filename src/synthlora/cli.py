@@ -168,14 +168,16 @@ def run_checks(root: Path, configfiles: tuple[str, ...]) -> list[tuple[str, str,
         status, detail = _model_status(path, root, demo)
         rows.append((key, status, f"{path}: {detail}" if path else detail))
 
-    if "openai" in backends.values():
-        ok = bool(os.environ.get("OPENAI_API_KEY"))
-        rows.append(("OPENAI_API_KEY", "ok" if ok else "FAIL", "set" if ok else "a backend is 'openai' but the variable is empty"))
-    else:
-        rows.append(("OPENAI_API_KEY", "ok", "not needed (no openai backend)"))
+    key_vars = sorted({config[stage].get("openai", {}).get("api_key_env", "OPENAI_API_KEY")
+                       for stage, backend in backends.items() if backend == "openai"} - {""})
+    for var in key_vars:
+        ok = bool(os.environ.get(var))
+        rows.append((var, "ok" if ok else "FAIL", "set" if ok else "an openai backend reads this variable, and it is empty"))
+    if not key_vars:
+        rows.append(("API key", "ok", "not needed (no openai backend)"))
 
     if backends["train"] == "kohya":
-        sd = config["train"].get("sd_scripts") or config["train"].get("sd_scripts_dir") or ""
+        sd = config["train"].get("kohya", {}).get("sd_scripts", "")
         script = {"sdxl": "sdxl_train_network.py"}.get(config["train"]["family"], "train_network.py")
         ok = bool(sd) and (Path(sd) / script).is_file()
         rows.append(("sd-scripts", "ok" if ok else "FAIL", f"{sd or '(no path)'}: {script} {'found' if ok else 'not found'}"))
