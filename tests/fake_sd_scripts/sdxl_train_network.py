@@ -46,9 +46,12 @@ def save(path, epoch):
     from safetensors.numpy import save_file
     import numpy as np
 
-    save_file({"lora_unet_input_blocks_4_1_proj_in.alpha": np.array(float(flat["network_alpha"]), dtype=np.float32),
-               "lora_unet_input_blocks_4_1_proj_in.lora_down.weight": np.zeros((flat["network_dim"], 8), np.float32),
-               "lora_unet_input_blocks_4_1_proj_in.lora_up.weight": np.zeros((8, flat["network_dim"]), np.float32)},
+    # One module that exists in both tiny families (CLIP-L layer 0, hidden 32), named as sd-scripts
+    # names it: lora_te1_… for SDXL, lora_te_… for SD1.x.
+    key = ("lora_te1_" if "sdxl" in Path(__file__).name else "lora_te_") + "text_model_encoder_layers_0_self_attn_q_proj"
+    save_file({f"{key}.alpha": np.array(float(flat["network_alpha"]), dtype=np.float32),
+               f"{key}.lora_down.weight": np.zeros((flat["network_dim"], 32), np.float32),
+               f"{key}.lora_up.weight": np.zeros((32, flat["network_dim"]), np.float32)},
               str(path), metadata={"ss_steps": str(epoch * steps_per_epoch), "ss_epoch": str(epoch)})
 
 
