@@ -103,3 +103,19 @@ def project(finished, tmp_path) -> Workflow:
 def fresh(tmp_path, demo_models) -> Workflow:
     """A clean workflow directory with the demo models present, nothing else built."""
     return new_workflow(tmp_path / "fresh", demo_models)
+
+
+@pytest.fixture
+def no_torch_hook(tmp_path) -> Path:
+    """A PYTHONPATH directory whose sitecustomize makes importing torch (or a library built on it)
+    fail: rules run under it prove they stay light."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'diffusers', 'transformers', 'peft'):\n"
+        "            raise ImportError(f'light rule imported {name}')\n"
+        "sys.meta_path.insert(0, _NoTorch())\n")
+    return hook

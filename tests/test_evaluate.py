@@ -115,16 +115,8 @@ def test_model_card_has_settings_tag_frequencies_metrics_provenance_and_license(
     assert f"released under the {license_} license" in card
 
 
-def test_light_evaluation_rules_never_import_torch(project, tmp_path):
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(
-        "import sys\n"
-        "class _NoTorch:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('torch', 'diffusers', 'transformers', 'peft'):\n"
-        "            raise ImportError(f'light rule imported {name}')\n"
-        "sys.meta_path.insert(0, _NoTorch())\n")
+def test_light_evaluation_rules_never_import_torch(project, no_torch_hook):
+    hook = no_torch_hook
     rules = ("eval_summary", "eval_sheet", "report_pictures", "model_card", "deliver_lora")
     run = project.snakemake("--forcerun", *rules, env={"PYTHONPATH": str(hook)})
     assert set(project.jobs(run)) == set(rules), project.jobs(run)

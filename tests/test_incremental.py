@@ -159,17 +159,9 @@ def test_deleting_one_image_regenerates_exactly_that_image(project):
     assert path.read_bytes() == original, "generation is deterministic for a key"
 
 
-def test_light_rules_never_import_torch(project, tmp_path):
+def test_light_rules_never_import_torch(project, no_torch_hook):
     """plan, select, dataset and kohya_config run under an import hook that forbids torch."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(
-        "import sys\n"
-        "class _NoTorch:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('torch', 'diffusers', 'transformers', 'peft'):\n"
-        "            raise ImportError(f'light rule imported {name}')\n"
-        "sys.meta_path.insert(0, _NoTorch())\n")
+    hook = no_torch_hook
     run = project.snakemake("--forcerun", "plan", "select", "dataset", "kohya_config", env={"PYTHONPATH": str(hook)})
     assert dict(project.jobs(run)) == {"plan": 1, "select": 1, "dataset": 1, "kohya_config": 1}
 
