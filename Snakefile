@@ -40,6 +40,24 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 
 
+# Cheap aggregating rules run where snakemake runs (on a cluster: the login node), never as cluster
+# jobs; so does analyze with the manual backend (its own `localrule:`).
+localrules:
+    all,
+    build_demo_models,
+    plan,
+    generation_report,
+    select,
+    dataset,
+    kohya_config,
+    training_fingerprint,
+    deliver_lora,
+    eval_summary,
+    eval_sheet,
+    report_pictures,
+    model_card,
+
+
 rule all:
     """Every character's trained LoRA, its evaluation and model card, and every planned image."""
     input:

@@ -9,11 +9,13 @@ rule analyze:
         "logs/{character}/analyze.log",
     params:
         settings=analyze_settings,
+    localrule: config["analyze"]["backend"] == "manual"  # copying a file: never a cluster job
     threads: 1
     resources:
         api_calls=api_calls("analyze"),
-        mem_mb=4000,
+        mem_mb=model_mem_mb("analyze", 16000),  # a 7B VLM in half precision
         runtime=30,
+        gpu=gpus("analyze"),
     conda:
         "../envs/pipeline.yaml"
     script:

@@ -12,8 +12,9 @@ rule caption:
     threads: 1
     resources:
         api_calls=api_calls("caption"),
-        mem_mb=4000,
+        mem_mb=model_mem_mb("caption", 16000),  # a 7B VLM in half precision
         runtime=10,
+        gpu=gpus("caption"),
     conda:
         "../envs/pipeline.yaml"
     script:

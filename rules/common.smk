@@ -37,6 +37,26 @@ if "api_calls" not in workflow.global_resources:
     workflow.register_resource("api_calls", config["max_concurrent_api_calls"])
 
 
+# Backends that run no model where the job runs: they copy a file, read a folder or call a service.
+NO_LOCAL_MODEL = {"manual", "folder", "openai"}
+
+
+def gpus(stage, device_key="device"):
+    """GPUs one job of a stage needs: 1 when it runs a local model not pinned to the CPU or to Apple's
+    mps, else 0. On SLURM this becomes the job's --gpus; on a workstation it limits only runs given
+    --resources gpu=N (then GPU jobs run N at a time instead of all at once)."""
+    section = config[stage]
+    if section.get("backend") in NO_LOCAL_MODEL:
+        return 0
+    return 0 if str(section.get(device_key, "auto")).split(":")[0] in ("cpu", "mps") else 1
+
+
+def model_mem_mb(stage, mb):
+    """Host memory of one job of a stage: mb when it loads a local model, 1 GB when it only copies a
+    file, reads a folder or calls a service (so API jobs are not capped by memory they never use)."""
+    return 1000 if config[stage].get("backend") in NO_LOCAL_MODEL else mb
+
+
 def api_calls(stage):
     """One 'api_calls' slot for a job of a stage whose backend calls an API, none otherwise."""
     return 1 if uses_api(config, stage) else 0

@@ -17,7 +17,7 @@ rule evaluate:
     resources:
         mem_mb=12000,
         runtime=30,
-        gpu=1,
+        gpu=gpus("evaluate"),
     conda:
         "../envs/pipeline.yaml"
     script:
@@ -38,6 +38,7 @@ rule eval_metrics:
     resources:
         mem_mb=4000,
         runtime=15,
+        gpu=gpus("evaluate"),
     conda:
         "../envs/pipeline.yaml"
     script:

@@ -14,8 +14,9 @@ rule generate:
     threads: 1
     resources:
         api_calls=api_calls("generate"),
-        mem_mb=8000,
+        mem_mb=model_mem_mb("generate", 12000),  # SDXL fp16 + VAE decode
         runtime=15,
+        gpu=gpus("generate"),
     conda:
         "../envs/pipeline.yaml"
     script:

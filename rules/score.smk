@@ -33,6 +33,7 @@ rule embed:
     resources:
         mem_mb=2000,
         runtime=5,
+        gpu=gpus("select", "embedder_device"),
     conda:
         "../envs/pipeline.yaml"
     script:
@@ -54,6 +55,7 @@ rule embed_reference:
     resources:
         mem_mb=2000,
         runtime=5,
+        gpu=gpus("select", "embedder_device"),
     conda:
         "../envs/pipeline.yaml"
     script:
@@ -74,8 +76,9 @@ rule ask:
         settings={k: v for k, v in config["caption"].items() if k in ("backend", "model", "dtype")},
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=model_mem_mb("caption", 16000),
         runtime=10,
+        gpu=gpus("caption"),
     conda:
         "../envs/pipeline.yaml"
     script:

@@ -16,8 +16,9 @@ rule train:
         family=config["train"]["family"],
     threads: workflow.cores
     resources:
-        mem_mb=16000,
+        mem_mb=32000,  # SDXL loaded in float32 before casting, plus the latent cache
         runtime=240,
+        gpu=gpus("train"),
     conda:
         "../envs/pipeline.yaml"
     script:

@@ -28,18 +28,16 @@ def _features(out):
 
 
 class Embedder:
-    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", batch_size: int = 16):
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", batch_size: int = 16,
+                 key: str = "select.embedder"):
         import torch
         from transformers import AutoModel, AutoProcessor
 
-        from synthlora.backends.base import resolve_device
+        from synthlora.backends.base import load_pretrained, resolve_device, resolve_dtype
 
         self.device = resolve_device(device)
-        torch_dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16,
-                       "float16": torch.float16}[dtype]
-        if torch_dtype is None:
-            torch_dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
-        self.model = AutoModel.from_pretrained(model, dtype=torch_dtype).to(self.device).eval()
+        torch_dtype = resolve_dtype(dtype, self.device)
+        self.model = load_pretrained(AutoModel, model, key, dtype=torch_dtype).to(self.device).eval()
         self.processor = AutoProcessor.from_pretrained(model)
         self.dtype = torch_dtype
         self.batch_size = batch_size

@@ -73,14 +73,12 @@ def render_suite(items: list[dict], settings: dict, lora: str | None, out_dir: s
     import torch
     from diffusers import AutoPipelineForText2Image
 
-    from synthlora.backends.base import resolve_device
+    from synthlora.backends.base import load_pretrained, resolve_device, resolve_dtype
 
     device = resolve_device(device)
-    dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16,
-             "float16": torch.float16}[settings["dtype"]]
-    if dtype is None:
-        dtype = torch.float16 if device.startswith("cuda") else torch.float32
-    pipe = AutoPipelineForText2Image.from_pretrained(settings["model"], dtype=dtype).to(device)
+    dtype = resolve_dtype(settings["dtype"], device)
+    pipe = load_pretrained(AutoPipelineForText2Image, settings["model"], "evaluate.model (empty: train.base_model)",
+                           dtype=dtype).to(device)
     pipe.set_progress_bar_config(disable=True)
     if lora:
         pipe.load_lora_weights(str(lora), adapter_name="checkpoint")
@@ -268,7 +266,7 @@ def measure_images(images: list[dict], image_dir: str | Path, dataset: list[str]
 
     detectors = [d if d is not _blank else partial(_blank, min_std_luma=settings["min_std_luma"]) for d in DETECTORS]
     checked = [detect_failures(Path(image_dir) / im["file"], detectors) for im in images]
-    emb = Embedder(settings["embedder"], device=device, dtype=settings["dtype"])
+    emb = Embedder(settings["embedder"], device=device, dtype=settings["dtype"], key="evaluate.embedder")
     ok = [i for i, (score, _) in enumerate(checked) if score.get("decodes")]
     out_emb = emb.images([Path(image_dir) / images[i]["file"] for i in ok])
     ds_emb = emb.images(list(dataset))

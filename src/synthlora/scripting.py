@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import sys
 import traceback
 from typing import Iterator
+
+
+def where() -> str:
+    """The first line of every job log: the host, the SLURM job and partition when there is one, and
+    the GPUs the job was given, so a cluster user can tell where a job ran and on what."""
+    parts = [f"host {socket.gethostname()}"]
+    if os.environ.get("SLURM_JOB_ID"):
+        parts.append(f"SLURM job {os.environ['SLURM_JOB_ID']}"
+                     + (f" (partition {os.environ['SLURM_JOB_PARTITION']})" if os.environ.get("SLURM_JOB_PARTITION") else ""))
+    parts.append(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}")
+    return "job: " + ", ".join(parts)
 
 
 @contextlib.contextmanager
@@ -25,6 +37,7 @@ def job(snakemake) -> Iterator[None]:
         return
     os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
     with open(log_path, "w", buffering=1, encoding="utf-8") as log:
+        print(where(), file=log)
         old_out, old_err = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = log
         try:

@@ -259,7 +259,7 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
-    from synthlora.backends.base import resolve_device
+    from synthlora.backends.base import load_pretrained, resolve_device
     from synthlora.dataset import link_or_copy
     from synthlora.io import atomic_dir, atomic_path
     from synthlora.lora_format import TEXT_TARGETS, UNET_TARGETS, kohya_text_key, kohya_unet_key, peft_to_kohya
@@ -276,7 +276,7 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
 
     model = flat["pretrained_model_name_or_path"]
     pipe_cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
-    pipe = pipe_cls.from_pretrained(model, dtype=weight_dtype, **({"safety_checker": None, "requires_safety_checker": False} if family == "sd15" else {}))
+    pipe = load_pretrained(pipe_cls, model, "train.base_model", dtype=weight_dtype, **({"safety_checker": None, "requires_safety_checker": False} if family == "sd15" else {}))
     unet, vae = pipe.unet, pipe.vae
     tes = [pipe.text_encoder] + ([pipe.text_encoder_2] if family == "sdxl" else [])
     tokenizers = [pipe.tokenizer] + ([pipe.tokenizer_2] if family == "sdxl" else [])

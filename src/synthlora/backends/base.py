@@ -49,3 +49,31 @@ def resolve_device(device: str = "auto") -> str:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def resolve_dtype(name: str, device: str, half: str = "float16"):
+    """A config dtype name → torch dtype; 'auto' is half precision on a GPU, float32 elsewhere."""
+    import torch
+
+    if name == "auto":
+        name = half if device.startswith("cuda") else "float32"
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+class ModelNotFound(OSError):
+    pass
+
+
+def load_pretrained(loader, model: str, key: str, **kwargs):
+    """loader.from_pretrained(model), with the error a newcomer needs when the model is missing: which
+    config key named it, and that it is neither a local folder nor on the Hub or in its cache."""
+    try:
+        return loader.from_pretrained(model, **kwargs)
+    except OSError as exc:
+        if Path(model).is_dir():
+            raise  # the folder exists: its own error (a missing file in it) says more
+        raise ModelNotFound(
+            f"{key} = {model!r}: no such local folder, and no model of that name could be loaded from the "
+            f"Hugging Face Hub or its local cache ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            f"Download it first (e.g. `hf download {model}` on a machine with network, or copy the folder "
+            f"here), or set {key} to the model's folder.") from exc

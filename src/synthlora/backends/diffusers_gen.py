@@ -6,7 +6,7 @@ from typing import Any
 
 from PIL import Image
 
-from synthlora.backends.base import resolve_device
+from synthlora.backends.base import load_pretrained, resolve_device, resolve_dtype
 
 
 class DiffusersGenerator:
@@ -15,10 +15,8 @@ class DiffusersGenerator:
         from diffusers import AutoPipelineForText2Image
 
         self.device = resolve_device(device)
-        torch_dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-        if torch_dtype is None:
-            torch_dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
-        self.pipe = AutoPipelineForText2Image.from_pretrained(model, dtype=torch_dtype).to(self.device)
+        torch_dtype = resolve_dtype(dtype, self.device)
+        self.pipe = load_pretrained(AutoPipelineForText2Image, model, "generate.model", dtype=torch_dtype).to(self.device)
         self.pipe.set_progress_bar_config(desc="denoise", leave=False)
         self.model = model
 

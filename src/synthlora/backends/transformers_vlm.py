@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from synthlora.backends.base import resolve_device
+from synthlora.backends.base import load_pretrained, resolve_device, resolve_dtype
 
 
 class TransformersVLM:
@@ -24,11 +24,8 @@ class TransformersVLM:
         from synthlora.backends.constrained import DecodeLimits, Vocabulary
 
         self.device = resolve_device(device)
-        torch_dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16,
-                       "float16": torch.float16}[dtype]
-        if torch_dtype is None:
-            torch_dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        self.processor = AutoProcessor.from_pretrained(model)
+        torch_dtype = resolve_dtype(dtype, self.device, half="bfloat16")
+        self.processor = load_pretrained(AutoProcessor, model, "analyze.model / caption.model")
         self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=torch_dtype).to(self.device).eval()
         self.tokenizer = self.processor.tokenizer
         vocab_size = self.model.get_output_embeddings().weight.shape[0]
