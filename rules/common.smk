@@ -414,8 +414,14 @@ def eval_metrics_input(wildcards):
 
 def eval_metrics_settings(wildcards):
     cfg = config["evaluate"]
+    sel = config["select"]
+    # The selection stage's detectors run on the outputs with the selection stage's thresholds.
     return {"embedder": cfg["embedder"], "dtype": cfg["dtype"], "min_std_luma": cfg["min_std_luma"],
-            "trigger": character(wildcards)["trigger"]}
+            "trigger": character(wildcards)["trigger"], "max_text_chars": sel["max_text_chars"],
+            "max_figures": sel["max_figures"], "ocr": config["score"]["ocr"],
+            "ocr_min_confidence": config["score"]["ocr_min_confidence"],
+            "background_suites": cfg["background_suites"], "plain_border_fraction": cfg["plain_border_fraction"],
+            "stuck_background_distance": cfg["stuck_background_distance"]}
 
 
 def eval_sheet_input(wildcards):

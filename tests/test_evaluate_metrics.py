@@ -104,6 +104,36 @@ def test_failure_detectors_flag_blank_and_broken_outputs(tmp_path):
     assert detect_failures(tmp_path / "noise.png")[1] == []
     assert "blank" in detect_failures(tmp_path / "blank.png")[1][0]
     assert "undecodable" in detect_failures(tmp_path / "broken.png")[1][0]
-    # the hook: any extra detector (text, extra figures, stuck background) adds its reason
-    extra = lambda path, score: "text detected" if path.stem == "noise" else None  # noqa: E731
-    assert detect_failures(tmp_path / "noise.png", [extra])[1] == ["text detected"]
+    # the hook: any extra detector adds its reason
+    extra = lambda path, score, item, settings: "odd" if path.stem == "noise" else None  # noqa: E731
+    assert detect_failures(tmp_path / "noise.png", [extra])[1] == ["odd"]
+
+
+def test_selection_detectors_flag_text_extra_figures_and_a_stuck_background(tmp_path):
+    """The selection stage's failure modes, found on evaluation outputs (seed 003's list)."""
+    from constructed import figure, two_figures, with_text
+
+    from synthlora.evaluate import dataset_background
+
+    white, pink = (255, 255, 255), (240, 170, 200)
+    for i in range(3):  # a dataset shot on a pink backdrop
+        figure(i, background=pink).save(tmp_path / f"ds{i}.png")
+    bg = dataset_background(sorted(tmp_path.glob("ds*.png")))
+    assert np.allclose(bg, pink, atol=3)
+    settings = {"dataset_background": bg}
+    scene = {"suite": "context", "prompt": "ada_x, in a coffee shop"}
+    portrait = {"suite": "consistency", "prompt": "ada_x, smiling"}
+    cases = {
+        "clean_white": (figure(5, background=white), scene, None),
+        "text": (with_text(figure(50, scale=0.75)), portrait, "burnt-in text"),
+        "pair": (two_figures(60), portrait, "more than one figure"),
+        "stuck": (figure(8, background=pink), scene, "stuck background"),
+        "pink_portrait": (figure(9, background=pink), portrait, None),  # a portrait may keep the backdrop
+    }
+    for name, (im, item, expected) in cases.items():
+        im.save(tmp_path / f"{name}.png")
+        reasons = detect_failures(tmp_path / f"{name}.png", item=item, settings=settings)[1]
+        if expected is None:
+            assert reasons == [], (name, reasons)
+        else:
+            assert len(reasons) == 1 and reasons[0].startswith(expected), (name, reasons)

@@ -9,7 +9,9 @@ outfits) are rendered with fixed seeds. Each output is then measured:
 - ``identity_reference``: cosine similarity to the reference image's embedding;
 - ``prompt_adherence``: cosine similarity of the output to its prompt's text embedding, the
   trigger word removed (does the LoRA still follow "oil painting style", "in a coffee shop"?);
-- ``failure_rate``: fraction of outputs a failure detector flags (``DETECTORS``);
+- ``failure_rate``: fraction of outputs a failure detector flags (``DETECTORS``): undecodable or
+  blank, burnt-in text, extra figures (the selection stage's detectors and thresholds), and a
+  stuck background (a scene prompt answered with the dataset's plain backdrop);
 - ``sharpness``: mean variance of the Laplacian (as in scoring).
 
 ``combined`` = Σ weight × metric over ``evaluate.weights`` (failure_rate weighs negatively by
@@ -99,40 +101,89 @@ def render_suite(items: list[dict], settings: dict, lora: str | None, out_dir: s
 
 # ---- failure detectors -----------------------------------------------------------------------
 
-# A detector takes (image path, score_image() result) and returns a reason string or None.
-# The hook for the selection stage's detectors (text/watermark, extra figures, stuck background):
-# append them here (or pass ``detectors=``) and every evaluated output is checked by them too.
-Detector = Callable[[Path, dict], "str | None"]
+# A detector takes (image path, score_image() result, the rendered item: suite, prompt, seed) and
+# returns a reason string or None. The defaults are the selection stage's detectors, with the same
+# thresholds (select.*), plus the one failure only a trained LoRA shows: a stuck background.
+Detector = Callable[[Path, dict, dict], "str | None"]
+
+DETECTOR_DEFAULTS = {"min_std_luma": 2.0, "max_text_chars": 4, "max_figures": 1, "plain_border_fraction": 0.8,
+                     "background_suites": ["context"], "stuck_background_distance": 40.0,
+                     "dataset_background": None}
 
 
-def _undecodable(path: Path, score: dict) -> str | None:
+def _undecodable(path: Path, score: dict, item: dict, s: dict) -> str | None:
     return None if score.get("decodes") else f"undecodable ({score.get('error', '')})"
 
 
-def _blank(path: Path, score: dict, min_std_luma: float = 2.0) -> str | None:
-    if score.get("decodes") and score["std_luma"] < min_std_luma:
-        return f"blank image (luma std {score['std_luma']:.2f} < {min_std_luma})"
+def _blank(path: Path, score: dict, item: dict, s: dict) -> str | None:
+    if score["std_luma"] < s["min_std_luma"]:
+        return f"blank image (luma std {score['std_luma']:.2f} < {s['min_std_luma']})"
     return None
 
 
-DETECTORS: list[Detector] = [_undecodable, _blank]
+def _burnt_in_text(path: Path, score: dict, item: dict, s: dict) -> str | None:
+    if score.get("text_chars") is not None and score["text_chars"] > s["max_text_chars"]:
+        return (f"burnt-in text or watermark (OCR read {' '.join(score['text_words'])!r}: "
+                f"{score['text_chars']} characters > {s['max_text_chars']})")
+    return None
 
 
-def detect_failures(path: str | Path, detectors: Iterable[Detector] | None = None) -> tuple[dict, list[str]]:
-    """Score one output with the selection stage's cheap measures and run every failure detector.
+def _plain_background(score: dict, s: dict) -> bool:
+    return score.get("border_plain") is not None and score["border_plain"] >= s["plain_border_fraction"]
 
-    Returns (score, reasons); an empty list means the output passed."""
+
+def _extra_figures(path: Path, score: dict, item: dict, s: dict) -> str | None:
+    # The blob counter separates figures from a plain backdrop only; in a scene it counts furniture.
+    if _plain_background(score, s) and score.get("figures") is not None and score["figures"] > s["max_figures"]:
+        return f"more than one figure ({score['figures']} separate figures > {s['max_figures']})"
+    return None
+
+
+def _stuck_background(path: Path, score: dict, item: dict, s: dict) -> str | None:
+    """seed 003's "backgrounds stick": asked for a scene, the LoRA paints the dataset's backdrop."""
+    bg = s["dataset_background"]
+    if bg is None or item.get("suite") not in s["background_suites"] or not _plain_background(score, s):
+        return None
+    d = float(np.linalg.norm(np.asarray(score["border_rgb"]) - np.asarray(bg)))
+    if d <= s["stuck_background_distance"]:
+        return (f"stuck background: the prompt asks for a scene but the output has the dataset's plain backdrop "
+                f"(border colour {[round(v) for v in score['border_rgb']]}, {d:.0f} from the dataset's "
+                f"{[round(v) for v in bg]})")
+    return None
+
+
+DETECTORS: list[Detector] = [_undecodable, _blank, _burnt_in_text, _extra_figures, _stuck_background]
+
+
+def dataset_background(paths: Iterable[str | Path]) -> list[float] | None:
+    """The dataset's backdrop: the median border colour of its images (None without images)."""
+    from PIL import Image
+
+    from synthlora.score import border_pixels
+
+    colours = []
+    for p in paths:
+        with Image.open(p) as im:
+            colours.append(border_pixels(np.asarray(im.convert("RGB"), dtype=np.float64)).mean(0))
+    return [round(float(v), 2) for v in np.median(colours, axis=0)] if colours else None
+
+
+def detect_failures(path: str | Path, detectors: Iterable[Detector] | None = None, item: dict | None = None,
+                    settings: dict | None = None, ocr: str = "tesseract",
+                    ocr_min_confidence: float = 60.0) -> tuple[dict, list[str]]:
+    """Score one output with the selection stage's measures and run every failure detector.
+
+    Returns (score, reasons); an empty list means the output passed. An undecodable output is
+    reported as that alone (no other measure exists for it)."""
     from synthlora.score import score_image
 
     path = Path(path)
-    score = score_image(path)
-    reasons = []
-    for det in (DETECTORS if detectors is None else detectors):
-        reason = det(path, score)
-        if reason:
-            reasons.append(reason)
-            if not score.get("decodes"):
-                break
+    s = {**DETECTOR_DEFAULTS, **(settings or {})}
+    score = score_image(path, ocr=ocr, ocr_min_confidence=ocr_min_confidence)
+    if not score.get("decodes"):
+        return score, [_undecodable(path, score, item or {}, s)]
+    reasons = [r for det in (DETECTORS if detectors is None else detectors)
+               if (r := det(path, score, item or {}, s))]
     return score, reasons
 
 
@@ -260,12 +311,13 @@ def read_tsv(path) -> list[dict[str, str]]:
 def measure_images(images: list[dict], image_dir: str | Path, dataset: list[str], reference: str,
                    settings: dict, device: str = "auto") -> list[dict[str, Any]]:
     """Per test image: identity to dataset and reference, prompt adherence, sharpness, failures."""
-    from functools import partial
-
     from synthlora.embed import Embedder
 
-    detectors = [d if d is not _blank else partial(_blank, min_std_luma=settings["min_std_luma"]) for d in DETECTORS]
-    checked = [detect_failures(Path(image_dir) / im["file"], detectors) for im in images]
+    detector_settings = {**{k: settings[k] for k in DETECTOR_DEFAULTS if k in settings},
+                         "dataset_background": dataset_background(dataset)}
+    checked = [detect_failures(Path(image_dir) / im["file"], item=im, settings=detector_settings,
+                               ocr=settings.get("ocr", "tesseract"),
+                               ocr_min_confidence=settings.get("ocr_min_confidence", 60.0)) for im in images]
     emb = Embedder(settings["embedder"], device=device, dtype=settings["dtype"], key="evaluate.embedder")
     ok = [i for i, (score, _) in enumerate(checked) if score.get("decodes")]
     out_emb = emb.images([Path(image_dir) / images[i]["file"] for i in ok])

@@ -134,6 +134,9 @@ def score_image(path: str | Path, ocr: str = "tesseract", ocr_min_confidence: fl
         "std_luma": round(float(gray.std()), 3),
         "border_rgb": [round(float(v), 2) for v in border_rgb],
         "border_std": round(float(border.std(0).mean()), 3),
+        # share of the border within 30 RGB of its median colour: a backdrop stays plain where a figure
+        # touches the edge (the std above does not)
+        "border_plain": round(float((np.linalg.norm(border - np.median(border, 0), axis=1) <= 30).mean()), 4),
         "figures": figures,
         "foreground": foreground,
         "text_words": words,
