@@ -26,7 +26,8 @@ rule train:
 
 
 rule deliver_lora:
-    """Deliver the chosen epoch's LoRA as lora/{character}.safetensors (a hard link)."""
+    """Deliver the chosen epoch's LoRA as lora/{character}.safetensors (a copy: Snakemake touches a
+    job's outputs, and through a hard link it would touch the epoch file and re-stale its evaluation)."""
     input:
         unpack(delivered_epoch_lora),
     output:

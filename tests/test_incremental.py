@@ -175,7 +175,7 @@ def test_changed_training_value_retrains_once(project):
     assert jobs["train"] == 1 and jobs["generate"] == 0 and jobs["caption"] == 0, jobs
     with safe_open(project.path("results/mira/lora/mira.safetensors"), "pt") as f:
         assert f.metadata()["ss_network_dim"] == "8"
-    # Known gap (see the issue notes): Snakemake's masking can leave the evaluation of an earlier
-    # epoch for later invocations; what must hold is that they never train or generate again.
-    again = project.jobs(project.snakemake(configfiles=files))
-    assert again["train"] == 0 and again["generate"] == 0, again
+    # The retrained epochs were evaluated in the same run: nothing is left for the next one.
+    # (It was, while the delivered LoRA was a hard link to its epoch file: Snakemake touches a
+    # job's outputs, so delivering re-staled that epoch's evaluation.)
+    assert "Nothing to be done" in project.snakemake("-n", configfiles=files).output
