@@ -7,7 +7,8 @@ from snakemake.exceptions import WorkflowError
 
 from synthlora.config import ConfigError, check_characters, config_problem
 from synthlora.evaluate import BASE as BASE_RUN, render_settings, run_name, suite_items
-from synthlora.generation import check_api_keys, summary_lines, uses_api
+from synthlora.generation import (cancel_on_interrupt, check_api_keys, generate_shot_in_thread, summary_lines,
+                                  uses_api)
 from synthlora.io import content_hash, file_sha256, read_json
 from synthlora.kohya import (KohyaConfigError, checkpoint_name, fingerprint, saved_epochs, training_inputs,
                              validate_config)

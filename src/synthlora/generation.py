@@ -15,9 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from synthlora.config import ConfigError
 from synthlora.io import atomic_path, read_json, write_json
@@ -40,6 +43,81 @@ def check_api_keys(config: dict, environ=os.environ) -> None:
             raise ConfigError(
                 f"{stage}.backend is 'openai' but the environment variable {var} is not set: export {var}=<your key> "
                 f"(or name another variable in {stage}.openai.api_key_env; '' for a server that needs no key)")
+
+
+# Set when the snakemake process is interrupted (Ctrl-C): generate jobs running as its threads
+# then write nothing, so no output of an interrupted job exists for a later run to trust.
+CANCELLED = threading.Event()
+
+
+class GenerationCancelled(RuntimeError):
+    pass
+
+
+def cancel_on_interrupt() -> None:
+    """Make SIGINT (Ctrl-C) reach the generate jobs that run as threads of the snakemake process:
+    flag them, close the API clients so calls in flight end now, then interrupt as before.
+    (SIGTERM stays Snakemake's graceful stop: running jobs finish and are kept.)"""
+    if threading.current_thread() is not threading.main_thread() or getattr(cancel_on_interrupt, "installed", False):
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def interrupted(signum, frame):
+        CANCELLED.set()
+        from synthlora.backends.openai_api import close_clients
+
+        close_clients()
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupted)
+    cancel_on_interrupt.installed = True
+
+
+def generate_shot(shot: dict, gen_cfg: dict, reference: str | None, image_path: str | Path,
+                  provenance_path: str | Path, out: IO[str] = sys.stdout) -> None:
+    """Render one planned shot into image_path + its provenance record. A shot the backend could not
+    make (moderation, exhausted retries) is recorded as failed, not raised: the other shots go on
+    and selection rejects this one with the reason. Progress and errors go to ``out`` (the job log),
+    never to sys.stdout, as this also runs in threads of the snakemake process."""
+    from synthlora.backends import make_generator
+    from synthlora.backends.base import ShotFailed
+
+    # The shot's own pixel settings win over today's config: they are what its key names.
+    settings = {**{k: shot[k] for k in ("backend", "model", "dtype") if k in shot},
+                "device": gen_cfg["device"], "openai": {**gen_cfg["openai"], **shot.get("openai", {})}}
+    started = time.time()
+    record = {"shot": shot, "source": "generated", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    generator = make_generator(settings, reference)
+    try:
+        image, extra = generator.generate(shot)
+    except ShotFailed as exc:
+        if CANCELLED.is_set():  # the failure is the interruption closing the connection
+            raise GenerationCancelled(f"shot {shot['key']}: run interrupted, nothing written") from None
+        print(f"shot {shot['key']} failed: {exc.reason}", file=out)
+        write_failed_shot(image_path, provenance_path, {
+            **record, "reason": exc.reason, "request_id": exc.request_id, "model": settings["model"],
+            "seconds": round(time.time() - started, 3)})
+        return
+    if CANCELLED.is_set():
+        raise GenerationCancelled(f"shot {shot['key']}: run interrupted, nothing written")
+    # Provenance first, image last: both are atomic, and an interrupted job's outputs are removed
+    # by Snakemake and marked incomplete, so neither is trusted alone.
+    write_json(provenance_path, {**record, "status": "ok", **extra, "seconds": round(time.time() - started, 3)})
+    with atomic_path(image_path) as tmp:
+        image.save(tmp, format="PNG")
+    print(f"shot {shot['key']}: {image.width}x{image.height} in {time.time() - started:.1f} s", file=out)
+
+
+def generate_shot_in_thread(log_path: str, shot: dict, gen_cfg: dict, reference: str | None,
+                            image_path: str, provenance_path: str) -> None:
+    """generate_shot() as a `run:` job, a thread of the snakemake process, logging to log_path."""
+    from synthlora.scripting import thread_job
+
+    with thread_job(log_path) as out:
+        generate_shot(shot, gen_cfg, reference, image_path, provenance_path, out=out)
 
 
 def write_failed_shot(image_path: str | Path, provenance_path: str | Path, record: dict) -> None:

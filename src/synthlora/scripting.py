@@ -7,7 +7,7 @@ import os
 import socket
 import sys
 import traceback
-from typing import Iterator
+from typing import IO, Iterator
 
 
 def where() -> str:
@@ -47,3 +47,18 @@ def job(snakemake) -> Iterator[None]:
             raise
         finally:
             sys.stdout, sys.stderr = old_out, old_err
+
+
+@contextlib.contextmanager
+def thread_job(log_path: str) -> Iterator[IO[str]]:
+    """The job log of a job that runs as a thread of the snakemake process (a `run:` rule): the
+    where() line, then what the job prints to the yielded file. sys.stdout is left alone (other
+    jobs' threads share it); a failure's traceback is written to the log and raised."""
+    os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+    with open(log_path, "w", buffering=1, encoding="utf-8") as log:
+        print(where() + " (a thread of the snakemake process)", file=log)
+        try:
+            yield log
+        except BaseException:
+            traceback.print_exc(file=log)
+            raise

@@ -24,6 +24,7 @@ import io
 import json
 import mimetypes
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +59,35 @@ def api_key_from_env(var: str, stage: str) -> str:
     return key
 
 
+# One client per connection settings per process: generate jobs that run as threads of the
+# snakemake process share its connection pool (keep-alive) instead of opening one each.
+_CLIENTS: dict[tuple, Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
 def make_client(opts: dict, stage: str):
     from openai import OpenAI
 
-    return OpenAI(api_key=api_key_from_env(opts["api_key_env"], stage), base_url=opts["base_url"] or None,
-                  timeout=float(opts["timeout"]), max_retries=int(opts["max_retries"]))
+    key = api_key_from_env(opts["api_key_env"], stage)
+    ident = (stage, opts["base_url"], opts["api_key_env"], float(opts["timeout"]), int(opts["max_retries"]))
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(ident)
+        if client is None or client.is_closed():
+            client = _CLIENTS[ident] = OpenAI(api_key=key, base_url=opts["base_url"] or None,
+                                              timeout=float(opts["timeout"]), max_retries=int(opts["max_retries"]))
+        return client
+
+
+def close_clients() -> None:
+    """Close every client of this process: calls in flight end at once (an interrupted run)."""
+    if not _CLIENTS_LOCK.acquire(timeout=1):
+        return
+    try:
+        for client in _CLIENTS.values():
+            client.close()
+        _CLIENTS.clear()
+    finally:
+        _CLIENTS_LOCK.release()
 
 
 def data_url(path: str | Path, max_side: int = 0) -> str:
