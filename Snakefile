@@ -47,6 +47,7 @@ localrules:
     build_demo_models,
     plan,
     generation_report,
+    api_usage,
     select,
     dataset,
     kohya_config,

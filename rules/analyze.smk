@@ -5,6 +5,7 @@ rule analyze:
     output:
         features="results/{character}/features.json",
         raw="results/{character}/features.raw.json",
+        usage="results/{character}/analysis_usage.json",
     log:
         "logs/{character}/analyze.log",
     params:

@@ -4,7 +4,8 @@ rule caption:
         image="results/{character}/images/{key}.png",
         model=model_input(config["caption"]["model"]),
     output:
-        "results/{character}/captions/{key}.txt",
+        caption="results/{character}/captions/{key}.txt",
+        usage="results/{character}/captions/{key}.usage.json",
     log:
         "logs/{character}/caption/{key}.log",
     params:

@@ -126,7 +126,7 @@ def final_targets(wildcards):
         targets += [selection, f"results/{c}/kohya/fingerprint/{fingerprint(training_inputs_for(c))}.json"]
         targets.append(f"results/{c}/lora/{c}.safetensors")
         targets += evaluation_targets(c)
-        targets.append(f"results/{c}/generation_report.json")
+        targets += [f"results/{c}/generation_report.json", f"results/{c}/api_usage.json"]
     return targets
 
 
@@ -200,6 +200,14 @@ def plan_generate_inputs(wildcards):
 def generation_report_input(wildcards):
     keys = planned_keys(wildcards)
     return {"provenance": [f"results/{wildcards.character}/images/{k}.json" for k in keys]}
+
+
+def api_usage_input(wildcards):
+    base = f"results/{wildcards.character}"
+    return {"analysis": f"{base}/analysis_usage.json",
+            "plan": f"{base}/plan.json", "selection": f"{base}/selection.tsv",
+            "provenance": [f"{base}/images/{k}.json" for k in planned_keys(wildcards)],
+            "captions": [f"{base}/captions/{k}.usage.json" for k in selected_of(wildcards)]}
 
 
 def shot_of(wildcards):

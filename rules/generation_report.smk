@@ -16,6 +16,24 @@ rule generation_report:
         "../scripts/generation_report.py"
 
 
+rule api_usage:
+    """Per character: API calls, images and tokens actually spent on the current results, per stage."""
+    input:
+        unpack(api_usage_input),
+    output:
+        report("results/{character}/api_usage.json", category="Generation"),
+    log:
+        "logs/{character}/api_usage.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../scripts/api_usage.py"
+
+
 onsuccess:
     for line in summary_lines([f"results/{c}/generation_report.json" for c in CHARACTERS]):
         print(line)

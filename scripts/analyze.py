@@ -16,7 +16,9 @@ with job(snakemake):
         lambda attempt: analyzer.analyze(Path(snakemake.input.reference), description, instruction, schema, attempt),
         schema, settings["retries"], source)
     print(f"valid features after {attempts} attempt(s)")
-    for usage in getattr(analyzer, "usage", []):
-        print(f"API usage: {usage}")
+    usage = getattr(analyzer, "usage", [])  # one record per API call; none for local backends
+    for record in usage:
+        print(f"API usage: {record}")
+    write_json(snakemake.output.usage, usage)
     write_text(snakemake.output.raw, raw)
     write_json(snakemake.output.features, features)

@@ -88,6 +88,17 @@ def test_full_run_with_faults_records_failures_keeps_the_key_secret_and_reruns_o
     for caption in fresh.root.glob("results/mira/captions/*.txt"):
         assert caption.read_text().startswith("mira_sl, ")
 
+    # What was spent, per stage, summed from the server's own usage records.
+    spent = json.loads(fresh.path("results/mira/api_usage.json").read_text())
+    stages = spent["stages"]
+    captions = list(fresh.root.glob("results/mira/captions/*.txt"))
+    assert stages["analyze"]["calls"] >= 1 and stages["analyze"]["prompt_tokens"] > 0
+    assert stages["generate"]["images"] == report["ok"]
+    assert stages["generate"]["output_tokens"] == report["usage"]["output_tokens"]
+    assert stages["caption"]["calls"] >= len(captions) > 0 and stages["caption"]["completion_tokens"] > 0
+    assert spent["total"]["calls"] == sum(st["calls"] for st in stages.values())
+    assert "API spend so far" in run.output
+
     leaked = [str(p) for p in fresh.root.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
     assert not leaked and KEY not in run.output, f"the API key leaked into {leaked}"
 

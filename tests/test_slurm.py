@@ -21,7 +21,7 @@ pytestmark = pytest.mark.workflow
 
 JOBCOMP = Path(os.environ.get("SYNTHLORA_SLURM_STATE", "/var/lib/synthlora-slurm")) / "jobcomp.log"  # up.sh's
 # Rules the Snakefile keeps on the submitting machine (`localrules`, and analyze with 'manual').
-LOCAL_RULES = {"analyze", "build_demo_models", "plan", "generation_report", "select", "dataset", "kohya_config",
+LOCAL_RULES = {"analyze", "build_demo_models", "plan", "generation_report", "api_usage", "select", "dataset", "kohya_config",
                "training_fingerprint", "deliver_lora", "eval_summary", "eval_sheet", "report_pictures", "model_card"}
 
 

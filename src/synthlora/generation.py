@@ -168,6 +168,34 @@ def _flat_usage(usage: dict, prefix: str = "") -> dict[str, int]:
     return out
 
 
+def api_usage(analysis_usage: str | Path, provenance_files: list[str | Path],
+              caption_usage_files: list[str | Path]) -> dict[str, Any]:
+    """API usage actually spent on one character's current results, per stage and in total: calls,
+    images and the token counts the server reported (every field of its usage records, summed)."""
+    stages: dict[str, dict[str, Any]] = {}
+
+    def add(stage: str, records: list[dict], images: int = 0) -> None:
+        s = stages.setdefault(stage, {"calls": 0, "images": 0})
+        s["images"] += images
+        for rec in records:
+            s["calls"] += 1
+            for name, value in _flat_usage(rec).items():
+                s[name] = s.get(name, 0) + value
+
+    add("analyze", read_json(analysis_usage))
+    for path in provenance_files:
+        prov = read_json(path)
+        if prov.get("request_id") or prov.get("usage"):  # an API call was made (and billed) for it
+            add("generate", [prov.get("usage", {})], images=0 if is_failed(prov) else 1)
+    for path in caption_usage_files:
+        add("caption", read_json(path))
+    total: dict[str, Any] = {}
+    for s in stages.values():
+        for name, value in s.items():
+            total[name] = total.get(name, 0) + value
+    return {"stages": {k: dict(sorted(v.items())) for k, v in stages.items()}, "total": dict(sorted(total.items()))}
+
+
 def summary_lines(report_files: list[str | Path]) -> list[str]:
     """What the end of a run prints: per character, failed shots and why."""
     lines = []
@@ -182,6 +210,13 @@ def summary_lines(report_files: list[str | Path]) -> list[str]:
             lines.append(f"  failed shot {f['index']} ({f['key']}): {f['reason']}")
         if rep["failed"]:
             lines.append(f"  to retry them: {rep['retry']}")
+        usage_file = Path(path).with_name("api_usage.json")
+        if usage_file.exists() and read_json(usage_file)["total"].get("calls"):
+            total = read_json(usage_file)["total"]
+            lines.append(f"  API spend so far: {total['calls']} calls, {total['images']} images, "
+                         f"{total.get('input_tokens', total.get('prompt_tokens', 0))} input and "
+                         f"{total.get('output_tokens', total.get('completion_tokens', 0))} output tokens "
+                         f"({usage_file})")
     return lines
 
 
