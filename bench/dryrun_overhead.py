@@ -2,9 +2,9 @@
 the same job shape and count. Goal ≤ 1.5: the checkpoints, params functions and plan lookups
 must not make asking "what is stale?" slow.
 
-The 1000-shot project is finished for real by the cheap rules (analyze, plan, select, dataset,
-kohya_config, deliver_lora); the expensive outputs (images, scores, captions, LoRAs) are written
-directly so the benchmark takes a minute, not hours.
+The 1000-shot project is finished for real on the tiny demo models, except the per-image outputs
+(images, scores, embeddings, captions), which are written directly so the benchmark takes minutes,
+not hours.
 
     python bench/dryrun_overhead.py [--shots 1000] [--repeats 3]
 """
@@ -52,43 +52,43 @@ def timed_dry_run(root, repeats, config=()):
 
 
 def finished_synthlora(root: Path, shots: int) -> tuple[list[str], int]:
-    from PIL import Image
     import numpy as np
+
+    from constructed import figure
+    from synthlora.embed import Embedder, embed_file
 
     copy_workflow(root)
     (root / "config/bench.yaml").write_text(f"plan:\n  candidates: {shots}\nselect:\n  count: 48\n")
     config = ("config/test.yaml", "config/bench.yaml")
-    # The demo models are inputs only by existence (ancient); empty directories stand in.
-    for name in ("sdxl", "vlm", "embedder"):
-        (root / "resources/demo-models" / name).mkdir(parents=True, exist_ok=True)
+    snakemake(root, "build_demo_models", config=config)  # the tiny models, for the stages run for real
     snakemake(root, "--until", "plan", config=config)
     plan = json.loads((root / "results/mira/plan.json").read_text())
     rng = np.random.default_rng(0)
     base = root / "results/mira"
+    embedder = Embedder(str(root / "resources/demo-models/embedder"), device="cpu")
     for shot in plan["shots"]:
         image = base / "images" / f"{shot['key']}.png"
         image.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(image)
+        figure(int(rng.integers(1 << 30)), size=64).save(image)  # a figure on a plain backdrop: selectable
         write_json(base / "images" / f"{shot['key']}.json", {"shot": shot, "source": "generated"})
-    # No OCR: the dry run never reads score content, and Tesseract on 1000 noise images takes ~20 min.
-    for shot in plan["shots"]:
-        write_json(base / "scores" / f"{shot['key']}.json", score_image(base / "images" / f"{shot['key']}.png", ocr=""))
+        # No OCR: the dry run never reads score content, and Tesseract on 1000 images takes ~20 min.
+        write_json(base / "scores" / f"{shot['key']}.json", score_image(image, ocr=""))
+        write_json(base / "scores" / f"{shot['key']}.embedding.json", embed_file(embedder, image))
     snakemake(root, "results/mira/selection.tsv", config=config)
     selected = [r.split("\t")[0] for r in (base / "selection.tsv").read_text().splitlines()[1:] if r.split("\t")[1] == "yes"]
     for key in selected:
         write_text(base / "captions" / f"{key}.txt", "mira_sl, solo\n")
-    snakemake(root, "results/mira/tag_frequency.json", "results/mira/kohya/train.toml", config=config)
-    for name in ("mira-000001.safetensors", "mira-000002.safetensors"):
-        write_text(base / "lora/epochs" / name, "stand-in")
-    write_json(base / "lora/train_summary.json", {})
-    proc = snakemake(root, config=config)
-    jobs = len(plan["shots"]) * 2 + len(selected) + 8
+        write_json(base / "captions" / f"{key}.usage.json", [])
+    snakemake(root, config=config)  # dataset, training and evaluation for real, on the tiny models
+    jobs = len(plan["shots"]) * 3 + len(selected) + 20
     return config, jobs
 
 
 BARE = '''
 N = {shots}
 K = {selected}
+wildcard_constraints:
+    i="[0-9]+"
 rule all:
     input: expand("img/{{i}}.png", i=range(N)), "lora.bin"
 rule gen:
@@ -98,8 +98,12 @@ rule score:
     input: "img/{{i}}.png"
     output: "score/{{i}}.json"
     shell: "touch {{output}}"
+rule embed:
+    input: "img/{{i}}.png"
+    output: "score/{{i}}.embedding.json"
+    shell: "touch {{output}}"
 checkpoint select:
-    input: expand("score/{{i}}.json", i=range(N))
+    input: expand("score/{{i}}.json", i=range(N)), expand("score/{{i}}.embedding.json", i=range(N))
     output: "selection.tsv"
     shell: "touch {{output}}"
 rule caption:
