@@ -132,6 +132,7 @@ rule model_card:
         train_summary="results/{character}/lora/train_summary.json",
         train_toml=ancient("results/{character}/kohya/train.toml"),
         dataset_toml=ancient("results/{character}/kohya/dataset.toml"),
+        api_usage="results/{character}/api_usage.json",
     output:
         card=report("results/{character}/MODEL_CARD.md", category="Model card",
                     caption="../report/model_card.rst"),

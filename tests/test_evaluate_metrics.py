@@ -137,3 +137,25 @@ def test_selection_detectors_flag_text_extra_figures_and_a_stuck_background(tmp_
             assert reasons == [], (name, reasons)
         else:
             assert len(reasons) == 1 and reasons[0].startswith(expected), (name, reasons)
+
+
+def test_model_card_says_the_reference_was_a_generation_input_when_provenance_says_so(tmp_path):
+    """Reference mode (issue 3): the card's provenance statement follows each image's record, so it
+    never claims text-only generation for images that were made from the reference."""
+    from synthlora.io import write_json
+    from synthlora.model_card import provenance_rows, reference_statement
+
+    ref = tmp_path / "reference.png"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(ref)
+    files = []
+    for i, ref_mode in enumerate([False, True, True]):
+        Image.new("RGB", (8, 8), (i, 9, 9)).save(tmp_path / f"k{i}.png")
+        write_json(tmp_path / f"k{i}.json", {"shot": {"key": f"k{i}"}, "source": "generated",
+                                              "reference_input": ref_mode})
+        files.append(str(tmp_path / f"k{i}.json"))
+    analyze = {"backend": "openai", "model": "gpt-5.5"}
+    rows = provenance_rows(files, str(ref))
+    assert [r["reference_input"] for r in rows] == ["no", "yes", "yes"]
+    assert "WAS an input to image generation for 2 of the 3" in reference_statement(rows, analyze, {})
+    text_only = provenance_rows(files[:1], str(ref))
+    assert "never an input to image generation" in reference_statement(text_only, analyze, {})

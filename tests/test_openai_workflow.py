@@ -98,6 +98,9 @@ def test_full_run_with_faults_records_failures_keeps_the_key_secret_and_reruns_o
     assert stages["caption"]["calls"] >= len(captions) > 0 and stages["caption"]["completion_tokens"] > 0
     assert spent["total"]["calls"] == sum(st["calls"] for st in stages.values())
     assert "API spend so far" in run.output
+    card = fresh.path("results/mira/MODEL_CARD.md").read_text()
+    assert f"API usage behind these results: {spent['total']['calls']} calls" in card
+    assert "never an input to image generation" in card
 
     leaked = [str(p) for p in fresh.root.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
     assert not leaked and KEY not in run.output, f"the API key leaked into {leaked}"

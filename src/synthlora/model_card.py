@@ -15,7 +15,8 @@ from typing import Any
 
 from synthlora.io import file_sha256, read_json
 
-PROVENANCE_COLUMNS = ("key", "source", "backend", "model", "seed", "created", "sha256", "same_as_reference", "prompt")
+PROVENANCE_COLUMNS = ("key", "source", "backend", "model", "seed", "created", "sha256", "same_as_reference",
+                      "reference_input", "prompt")
 
 RESPONSIBILITY = (
     "This LoRA was made to reproduce an original character without training on artist-made images. "
@@ -38,7 +39,10 @@ def provenance_rows(provenance_files: list[str], reference: str) -> list[dict[st
         rows.append({"key": shot.get("key", Path(p).stem), "source": prov.get("source", "unknown"),
                      "backend": shot.get("backend", ""), "model": shot.get("model", ""), "seed": shot.get("seed", ""),
                      "created": prov.get("created", ""), "sha256": sha,
-                     "same_as_reference": "yes" if sha == ref_sha else "no", "prompt": shot.get("prompt", "")})
+                     "same_as_reference": "yes" if sha == ref_sha else "no",
+                     # generate.openai.reference_mode: the reference image was sent with the prompt
+                     "reference_input": "yes" if prov.get("reference_input") else "no",
+                     "prompt": shot.get("prompt", "")})
     return rows
 
 
@@ -73,6 +77,33 @@ def _fmt(v: str) -> str:
         return f"{float(v):.4f}"
     except ValueError:
         return v
+
+
+def reference_statement(prov: list[dict], analyze: dict, character: dict) -> str:
+    """Where the reference image went, from the per-image provenance (not from today's config)."""
+    ref_inputs = [r["key"] for r in prov if r["reference_input"] == "yes"]
+    if ref_inputs:  # reference mode: the card must not claim text-only generation
+        return (f"The reference image WAS an input to image generation for {len(ref_inputs)} of the {len(prov)} "
+                "training images (generate.openai.reference_mode: sent with the prompt to images.edit; "
+                "`reference_input` in provenance.tsv); it was never a training image itself.")
+    if analyze["backend"] == "manual":
+        return ("The reference image was never an input to any model: the features were written by hand "
+                f"(`{character.get('features_manual', '')}`).")
+    return (f"The reference image was an input only to the analysis model (`{analyze['model']}`, "
+            f"backend {analyze['backend']}), which turned it into text; it was never an input to image "
+            "generation or training.")
+
+
+def api_spend_lines(usage: dict) -> list[str]:
+    """The API usage behind the current results (api_usage.json), or nothing when no API was used."""
+    total = usage.get("total", {})
+    if not total.get("calls"):
+        return []
+    per_stage = ", ".join(f"{stage} {s['calls']}" for stage, s in usage["stages"].items() if s.get("calls"))
+    tokens = ", ".join(f"{total[k]} {k.replace('_', ' ')}" for k in ("input_tokens", "output_tokens", "prompt_tokens",
+                                                                       "completion_tokens") if total.get(k))
+    return [f"- API usage behind these results: {total['calls']} calls ({per_stage}), {total['images']} images"
+            + (f", {tokens}" if tokens else "") + " (`api_usage.json`)."]
 
 
 def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_models_dir: str = "") -> str:
@@ -154,14 +185,7 @@ def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_m
         sources[(r["source"], r["backend"], r["model"])] = sources.get((r["source"], r["backend"], r["model"]), 0) + 1
     not_generated = [r["key"] for r in prov if r["source"] != "generated"]
     same_as_ref = [r["key"] for r in prov if r["same_as_reference"] == "yes"]
-    analyze = cfg["analyze"]
-    if analyze["backend"] == "manual":
-        ref_use = ("The reference image was never an input to any model: the features were written by hand "
-                   f"(`{character.get('features_manual', '')}`).")
-    else:
-        ref_use = (f"The reference image was an input only to the analysis model (`{analyze['model']}`, "
-                   f"backend {analyze['backend']}), which turned it into text; it was never an input to image "
-                   "generation or training.")
+    ref_use = reference_statement(prov, cfg["analyze"], character)
     out += ["## Provenance", "",
             md_table(["Source", "Generator", "Model", "Training images"],
                      [[s, b, m, n] for (s, b, m), n in sorted(sources.items())]), "",
@@ -172,6 +196,7 @@ def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_m
             "- " + ("No training image is byte-identical to the reference image." if not same_as_ref else
                     f"Training images identical to the reference: {', '.join(same_as_ref)}."),
             f"- Captions: `{cfg['caption']['model']}` (backend {cfg['caption']['backend']}), trigger word first.",
+            *api_spend_lines(read_json(inputs.api_usage)),
             "- Per-image record (key, source, generator, model, seed, time, SHA-256, prompt): `provenance.tsv`.", ""]
 
     out += ["## Responsibility", "", RESPONSIBILITY, ""]
