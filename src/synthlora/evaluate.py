@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from synthlora.io import content_hash
+from synthlora.selection import figures_problem, text_problem
 
 BASE = "base"
 METRICS = ("identity_dataset", "identity_reference", "prompt_adherence", "failure_rate", "sharpness")
@@ -101,10 +102,11 @@ def render_suite(items: list[dict], settings: dict, lora: str | None, out_dir: s
 
 # ---- failure detectors -----------------------------------------------------------------------
 
-# A detector takes (image path, score_image() result, the rendered item: suite, prompt, seed) and
-# returns a reason string or None. The defaults are the selection stage's detectors, with the same
-# thresholds (select.*), plus the one failure only a trained LoRA shows: a stuck background.
-Detector = Callable[[Path, dict, dict], "str | None"]
+# A detector takes (image path, score_image() result, the rendered item: suite, prompt, seed, the
+# detector settings: DETECTOR_DEFAULTS overridden from config) and returns a reason string or None.
+# The defaults are the selection stage's detectors, with the same thresholds (select.*), plus the
+# one failure only a trained LoRA shows: a stuck background.
+Detector = Callable[[Path, dict, dict, dict], "str | None"]
 
 DETECTOR_DEFAULTS = {"min_std_luma": 2.0, "max_text_chars": 4, "max_figures": 1, "plain_border_fraction": 0.8,
                      "background_suites": ["context"], "stuck_background_distance": 40.0,
@@ -122,10 +124,7 @@ def _blank(path: Path, score: dict, item: dict, s: dict) -> str | None:
 
 
 def _burnt_in_text(path: Path, score: dict, item: dict, s: dict) -> str | None:
-    if score.get("text_chars") is not None and score["text_chars"] > s["max_text_chars"]:
-        return (f"burnt-in text or watermark (OCR read {' '.join(score['text_words'])!r}: "
-                f"{score['text_chars']} characters > {s['max_text_chars']})")
-    return None
+    return text_problem(score, s["max_text_chars"])
 
 
 def _plain_background(score: dict, s: dict) -> bool:
@@ -134,9 +133,7 @@ def _plain_background(score: dict, s: dict) -> bool:
 
 def _extra_figures(path: Path, score: dict, item: dict, s: dict) -> str | None:
     # The blob counter separates figures from a plain backdrop only; in a scene it counts furniture.
-    if _plain_background(score, s) and score.get("figures") is not None and score["figures"] > s["max_figures"]:
-        return f"more than one figure ({score['figures']} separate figures > {s['max_figures']})"
-    return None
+    return figures_problem(score, s["max_figures"]) if _plain_background(score, s) else None
 
 
 def _stuck_background(path: Path, score: dict, item: dict, s: dict) -> str | None:

@@ -211,8 +211,8 @@ def summary_lines(report_files: list[str | Path]) -> list[str]:
         if rep["failed"]:
             lines.append(f"  to retry them: {rep['retry']}")
         usage_file = Path(path).with_name("api_usage.json")
-        if usage_file.exists() and read_json(usage_file)["total"].get("calls"):
-            total = read_json(usage_file)["total"]
+        total = read_json(usage_file)["total"] if usage_file.exists() else {}
+        if total.get("calls"):
             lines.append(f"  API spend so far: {total['calls']} calls, {total['images']} images, "
                          f"{total.get('input_tokens', total.get('prompt_tokens', 0))} input and "
                          f"{total.get('output_tokens', total.get('completion_tokens', 0))} output tokens "

@@ -269,14 +269,25 @@ def select(candidates: list[dict[str, Any]], settings: dict[str, Any], expected_
     return [rows[c["key"]] for c in candidates]
 
 
+def text_problem(sc: dict, max_text_chars: int) -> str | None:
+    """Burnt-in text or a watermark: more OCR characters than allowed (None when OCR was off)."""
+    if sc.get("text_chars") is not None and sc["text_chars"] > max_text_chars:
+        return (f"burnt-in text or watermark (OCR read {' '.join(sc['text_words'])!r}: "
+                f"{sc['text_chars']} characters > {max_text_chars})")
+    return None
+
+
+def figures_problem(sc: dict, max_figures: int) -> str | None:
+    """More separate figures on the backdrop than allowed."""
+    if sc.get("figures") is not None and sc["figures"] > max_figures:
+        return f"more than one figure ({sc['figures']} separate figures > {max_figures})"
+    return None
+
+
 def detector_problems(c: dict, s: dict) -> list[str]:
     """The failure-mode detectors, each a measure from scoring against a threshold from config."""
-    sc, out = c["score"], []
-    if sc.get("text_chars") is not None and sc["text_chars"] > s["max_text_chars"]:
-        out.append(f"burnt-in text or watermark (OCR read {' '.join(sc['text_words'])!r}: "
-                   f"{sc['text_chars']} characters > {s['max_text_chars']})")
-    if sc.get("figures") is not None and sc["figures"] > s["max_figures"]:
-        out.append(f"more than one figure ({sc['figures']} separate figures > {s['max_figures']})")
+    sc = c["score"]
+    out = [p for p in (text_problem(sc, s["max_text_chars"]), figures_problem(sc, s["max_figures"])) if p]
     if sc.get("figures") == 0:
         out.append("no figure found (the image is background only)")
     wanted = c["tags"].get("backgrounds")
