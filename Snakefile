@@ -19,7 +19,12 @@ if os.path.isdir(_src):
     os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [_src, os.getenv("PYTHONPATH")])))
 
 
-configfile: "config/config.yaml"
+# Your --configfile(s) are the whole config, completed by the schema's defaults (which are meant for
+# real runs). The demo config is read only when no config file is named: a real run never inherits
+# the demo's tiny sizes or its thresholds for random-weight models.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "report/workflow.rst"

@@ -32,7 +32,7 @@ with tempfile.TemporaryDirectory() as tmp, StandIn(key=KEY, latency=L) as api:
         f"  openai: {{base_url: '{api.url}', api_key_env: BENCH_KEY}}\n")
     env = {**__import__("os").environ, "BENCH_KEY": KEY, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(REPO / "src")}
-    base = [sys.executable, "-m", "snakemake", "--cores", str(C), "--configfile", "config/bench.yaml"]
+    base = [sys.executable, "-m", "snakemake", "--cores", str(C), "--configfile", "config/config.yaml", "config/bench.yaml"]
     prep = subprocess.run([*base, "--until", "plan"], cwd=root, env=env, capture_output=True, text=True)
     if prep.returncode:
         sys.exit(prep.stdout[-3000:] + prep.stderr[-3000:])

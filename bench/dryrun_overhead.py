@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
 
-from conftest import copy_workflow  # noqa: E402
+from conftest import TEST_CONFIG, copy_workflow  # noqa: E402
 from synthlora.io import write_json, write_text  # noqa: E402
 from synthlora.score import score_image  # noqa: E402
 
@@ -59,7 +59,7 @@ def finished_synthlora(root: Path, shots: int) -> tuple[list[str], int]:
 
     copy_workflow(root)
     (root / "config/bench.yaml").write_text(f"plan:\n  candidates: {shots}\nselect:\n  count: 48\n")
-    config = ("config/test.yaml", "config/bench.yaml")
+    config = (*TEST_CONFIG, "config/bench.yaml")
     snakemake(root, "build_demo_models", config=config)  # the tiny models, for the stages run for real
     snakemake(root, "--until", "plan", config=config)
     plan = json.loads((root / "results/mira/plan.json").read_text())

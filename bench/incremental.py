@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
 
-from conftest import Workflow, copy_workflow  # noqa: E402
+from conftest import TEST_CONFIG, Workflow, copy_workflow  # noqa: E402
 from synthlora.selection import selected_keys  # noqa: E402
 
 
@@ -28,7 +28,7 @@ def keys(wf):
 
 def more_candidates(wf):
     wf.path("config/more.yaml").write_text("plan:\n  candidates: 12\n")
-    return ("config/test.yaml", "config/more.yaml")
+    return (*TEST_CONFIG, "config/more.yaml")
 
 
 def feature_edit(wf):
@@ -36,7 +36,7 @@ def feature_edit(wf):
     data = json.loads(p.read_text())
     next(o for o in data["object"] if o["name"] == "boots")["description"] = "black knee-high boots"
     p.write_text(json.dumps(data))
-    return ("config/test.yaml",)
+    return TEST_CONFIG
 
 
 def schema_edit(wf):
@@ -44,12 +44,12 @@ def schema_edit(wf):
     data = json.loads(p.read_text())
     data["properties"]["age"] = {"type": "string"}
     p.write_text(json.dumps(data))
-    return ("config/test.yaml",)
+    return TEST_CONFIG
 
 
 def delete_image(wf):
     sorted(wf.root.glob("results/mira/images/*.png"))[0].unlink()
-    return ("config/test.yaml",)
+    return TEST_CONFIG
 
 
 EDITS = {"4 more candidates": more_candidates, "feature edit (boots)": feature_edit,

@@ -4,6 +4,7 @@ import os
 import re
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from synthlora.config import ConfigError, check_characters, config_problem
 from synthlora.evaluate import BASE as BASE_RUN, render_settings, run_name, suite_items
@@ -15,6 +16,8 @@ from synthlora.kohya import (KohyaConfigError, checkpoint_name, fingerprint, sav
 from synthlora.plan import pixel_inputs, shot_by_key
 from synthlora.selection import selected_keys
 
+if workflow.is_main_process:
+    logger.info("synthlora: config files read: " + " + ".join(os.path.relpath(f) for f in workflow.configfiles))
 _problem = config_problem(config, os.path.join(workflow.basedir, "config", "config.schema.yaml"))
 if _problem:
     raise WorkflowError(_problem)

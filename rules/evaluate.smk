@@ -51,9 +51,10 @@ rule eval_summary:
         metrics=expand("results/{{character}}/eval/{run}/metrics.json", run=EVAL_RUNS),
         train_summary="results/{character}/lora/train_summary.json",
     output:
-        table=report("results/{character}/eval/metrics.tsv", category="Evaluation",
-                     caption="../report/metrics.rst"),
+        table="results/{character}/eval/metrics.tsv",
         best="results/{character}/eval/best.json",
+        page=report("results/{character}/eval/metrics.html", category="Evaluation",
+                    caption="../report/metrics.rst"),
     log:
         "logs/{character}/eval_summary.log",
     params:
@@ -121,7 +122,8 @@ rule report_pictures:
 
 
 rule model_card:
-    """MODEL_CARD.md (settings, tag frequencies, metrics per epoch, provenance, license) and provenance.tsv."""
+    """MODEL_CARD.md (settings, tag frequencies, metrics per epoch, provenance, license) and provenance.tsv,
+    each with an HTML twin that the report shows inline (the card's pictures embedded)."""
     input:
         lora="results/{character}/lora/{character}.safetensors",
         best="results/{character}/eval/best.json",
@@ -133,11 +135,17 @@ rule model_card:
         train_toml=ancient("results/{character}/kohya/train.toml"),
         dataset_toml=ancient("results/{character}/kohya/dataset.toml"),
         api_usage="results/{character}/api_usage.json",
+        # pictures the HTML card embeds (the delivered epoch's contact sheet is picked from best.json)
+        tag_frequency_chart="results/{character}/report/tag_frequency.png",
+        metrics_chart="results/{character}/report/metrics_vs_epoch.png",
+        contact_sheets=expand("results/{{character}}/eval/{run}/contact_sheet.png", run=EVAL_RUNS),
     output:
-        card=report("results/{character}/MODEL_CARD.md", category="Model card",
-                    caption="../report/model_card.rst"),
-        provenance=report("results/{character}/provenance.tsv", category="Provenance",
-                          caption="../report/provenance.rst"),
+        card="results/{character}/MODEL_CARD.md",
+        provenance="results/{character}/provenance.tsv",
+        card_page=report("results/{character}/MODEL_CARD.html", category="Model card",
+                         caption="../report/model_card.rst"),
+        provenance_page=report("results/{character}/provenance.html", category="Provenance",
+                               caption="../report/provenance.rst"),
     log:
         "logs/{character}/model_card.log",
     params:

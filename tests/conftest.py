@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The small test run: the demo config (characters, tiny models, demo-only thresholds) with the
+# test overlay (8 shots, manual analyzer). Named explicitly, as a user names their config files.
+TEST_CONFIG = ("config/config.yaml", "config/test.yaml")
 WORKFLOW_FILES = ("Snakefile", "rules", "scripts", "config", "characters", "profiles", "envs", "report")
 
 # Two processes on two cores with default threading ran 5-30x slower (FIELD-NOTES).
@@ -46,7 +49,7 @@ class Workflow:
     def __init__(self, root: Path):
         self.root = root
 
-    def snakemake(self, *args: str, check: bool = True, configfiles=("config/test.yaml",), env=None,
+    def snakemake(self, *args: str, check: bool = True, configfiles=TEST_CONFIG, env=None,
                   timeout: int = 900) -> subprocess.CompletedProcess:
         cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args, "--configfile", *configfiles]
         proc = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout,
@@ -87,7 +90,7 @@ def new_workflow(dest: Path, demo_models: Path) -> Workflow:
 
 @pytest.fixture(scope="session")
 def finished(tmp_path_factory, demo_models) -> Workflow:
-    """One complete run of config/test.yaml from a clean directory (demo models aside)."""
+    """One complete run of TEST_CONFIG from a clean directory (demo models aside)."""
     wf = new_workflow(tmp_path_factory.mktemp("finished"), demo_models)
     wf.first_run = wf.snakemake()
     return wf

@@ -8,6 +8,7 @@ import struct
 
 import pytest
 import yaml
+from conftest import TEST_CONFIG
 
 pytestmark = pytest.mark.workflow
 
@@ -17,7 +18,7 @@ def results_state(wf):
             for p in sorted(wf.root.glob("results/**/*")) if p.is_file()}
 
 
-def fails_before_any_job(wf, *needles, configfiles=("config/test.yaml",)):
+def fails_before_any_job(wf, *needles, configfiles=TEST_CONFIG):
     before = results_state(wf)
     proc = wf.snakemake(check=False, configfiles=configfiles)
     assert proc.returncode != 0
@@ -33,7 +34,7 @@ def set_character(wf, **changes):
     base = yaml.safe_load(wf.path("config/config.yaml").read_text())["characters"]["mira"]
     name = changes.pop("name", "mira")
     cfg.write_text(yaml.safe_dump({"characters": {name: {**base, **changes}}}))
-    return ("config/test.yaml", "config/bad.yaml")
+    return (*TEST_CONFIG, "config/bad.yaml")
 
 
 def test_missing_reference(project):
@@ -64,12 +65,12 @@ def test_enormous_reference_by_pixels(project):
 def test_enormous_reference_by_bytes(project):
     project.path("config/limits.yaml").write_text("limits:\n  max_reference_bytes: 1000\n")
     fails_before_any_job(project, "reference.png", "max_reference_bytes",
-                         configfiles=("config/test.yaml", "config/limits.yaml"))
+                         configfiles=(*TEST_CONFIG, "config/limits.yaml"))
 
 
 def test_unknown_config_key_is_named(project):
     project.path("config/typo.yaml").write_text("select:\n  cuont: 10\n")
-    fails_before_any_job(project, "'cuont'", "select", configfiles=("config/test.yaml", "config/typo.yaml"))
+    fails_before_any_job(project, "'cuont'", "select", configfiles=(*TEST_CONFIG, "config/typo.yaml"))
 
 
 def test_unknown_character_key_is_named(project):

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from synthlora.cli import main as cli
 from synthlora.evaluate import METRICS, read_tsv
+from conftest import TEST_CONFIG
 
 pytestmark = pytest.mark.workflow
 
@@ -55,7 +56,7 @@ def test_a_new_best_rule_redelivers_without_rendering_or_measuring_again(project
     before = {p.name: p.stat().st_mtime_ns for p in sheet.iterdir()}
     # Lowest sharpness wins nothing here: pick by sharpness (highest), a rule the combined score may disagree with.
     project.path("config/pick.yaml").write_text("evaluate:\n  best_by: sharpness\n")
-    run = project.snakemake(configfiles=("config/test.yaml", "config/pick.yaml"))
+    run = project.snakemake(configfiles=(*TEST_CONFIG, "config/pick.yaml"))
     jobs = project.jobs(run)
     assert jobs["evaluate"] == 0 and jobs["eval_metrics"] == 0 and jobs["train"] == 0, jobs
     assert jobs["eval_summary"] == 1 and jobs["model_card"] == 1, jobs
@@ -142,12 +143,12 @@ def test_cli_new_scaffolds_a_character_that_check_accepts(fresh):
     assert json.loads(fresh.path("characters/ada/features.json").read_text())["object"]
     assert runner.invoke(cli, ["new", "ada", "--reference", str(ref), "--description", "x", "--trigger", "t",
                                "--config", "config/ada.yaml", "--root", str(fresh.root)]).exit_code != 0
-    res = runner.invoke(cli, ["check", "--root", str(fresh.root), "--configfile", "config/test.yaml",
+    res = runner.invoke(cli, ["check", "--root", str(fresh.root), "--configfile", "config/config.yaml", "--configfile", "config/test.yaml",
                               "--configfile", "config/ada.yaml"])
     assert res.exit_code == 0, res.output
     assert re.search(r"characters, references, feature schemas\s+ok\s+mira, ada", res.output)
     # the new character's config makes a valid workflow: snakemake plans it without running anything
-    dry = fresh.snakemake("-n", "results/ada/plan.json", configfiles=("config/test.yaml", "config/ada.yaml"))
+    dry = fresh.snakemake("-n", "results/ada/plan.json", configfiles=(*TEST_CONFIG, "config/ada.yaml"))
     assert fresh.jobs(dry)["plan"] == 1
 
 

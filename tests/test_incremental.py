@@ -13,6 +13,7 @@ from safetensors import safe_open
 
 from synthlora.features import validation_problem
 from synthlora.selection import selected_keys
+from conftest import TEST_CONFIG
 
 pytestmark = pytest.mark.workflow
 
@@ -76,7 +77,7 @@ def test_one_invocation_keeps_selection_dataset_and_training_consistent(project)
     plan and selection, and training must rerun exactly when the selection changed."""
     before = selected_keys(project.path("results/mira/selection.tsv"))
     project.path("config/more.yaml").write_text("plan:\n  candidates: 12\n")
-    run = project.snakemake(configfiles=("config/test.yaml", "config/more.yaml"))
+    run = project.snakemake(configfiles=(*TEST_CONFIG, "config/more.yaml"))
     jobs = project.jobs(run)
     after = selected_keys(project.path("results/mira/selection.tsv"))
     assert len(plan_shots(project)) == 12 and jobs["generate"] == 4
@@ -91,7 +92,7 @@ def test_one_invocation_keeps_selection_dataset_and_training_consistent(project)
 def test_four_more_candidates_generate_exactly_four_images(project):
     before = snapshot(project)
     project.path("config/more.yaml").write_text("plan:\n  candidates: 12\n")
-    files = ("config/test.yaml", "config/more.yaml")
+    files = (*TEST_CONFIG, "config/more.yaml")
     # A dry run cannot see past a stale plan checkpoint: bring the plan up to date first.
     project.snakemake("--until", "plan", configfiles=files)
     dry = project.snakemake("-n", configfiles=files)
@@ -169,7 +170,7 @@ def test_light_rules_never_import_torch(project, no_torch_hook):
 def test_changed_training_value_retrains_once(project):
     """A hyperparameter edit with everything upstream current: train reruns, nothing before it."""
     project.path("config/dim.yaml").write_text("train:\n  network_dim: 8\n  network_alpha: 4.0\n")
-    files = ("config/test.yaml", "config/dim.yaml")
+    files = (*TEST_CONFIG, "config/dim.yaml")
     run = project.snakemake(configfiles=files)
     jobs = project.jobs(run)
     assert jobs["train"] == 1 and jobs["generate"] == 0 and jobs["caption"] == 0, jobs

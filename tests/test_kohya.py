@@ -2,6 +2,7 @@ import pytest
 
 from synthlora.kohya import KohyaConfigError, dataset_toml, train_toml, validate_dataset, validate_train
 from synthlora.lora_format import kohya_text_key, kohya_unet_key, sdxl_unet_name
+from conftest import TEST_CONFIG
 
 TRAIN = {"backend": "builtin", "base_model": "m", "resolution": 1024, "num_repeats": 10, "batch_size": 1,
          "max_train_epochs": 10, "save_every_n_epochs": 1, "network_dim": 8, "network_alpha": 4.0, "unet_lr": 4e-4,
@@ -115,6 +116,6 @@ def test_known_incompatible_combinations_are_rejected_naming_the_key(change, fam
 def test_bad_training_value_stops_the_workflow_before_any_job(fresh, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  clip_skip: 2\n")  # SDXL: sd-scripts would ignore it without a word
-    run = fresh.snakemake("-n", configfiles=("config/test.yaml", str(bad)), check=False)
+    run = fresh.snakemake("-n", configfiles=(*TEST_CONFIG, str(bad)), check=False)
     assert run.returncode != 0 and "clip_skip" in run.output
     assert fresh.jobs(run) == {} and not fresh.path("results").exists()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from synthlora.kohya import KohyaConfigError, dataset_toml, train_toml, write_toml
+from conftest import TEST_CONFIG
 
 FAKE = Path(__file__).resolve().parent / "fake_sd_scripts"
 CFG = {"base_model": "m", "resolution": 64, "num_repeats": 1, "batch_size": 1, "max_train_epochs": 3,
@@ -92,7 +93,7 @@ def test_workflow_trains_with_kohya_backend_sd15(project, tmp_path):
     shutil.rmtree(project.path("results/mira/lora"))
     # Snakemake 9.27 schedules train only once kohya_config is current (its input is <TBD> while
     # kohya_config reruns; reported): a second invocation trains
-    runs = [project.snakemake(*TARGETS, configfiles=("config/test.yaml", str(cfg)), env={"FAKE_SD_ARGV": str(argv)})
+    runs = [project.snakemake(*TARGETS, configfiles=(*TEST_CONFIG, str(cfg)), env={"FAKE_SD_ARGV": str(argv)})
             for _ in range(2)]
     assert sum(project.jobs(r)["train"] for r in runs) == 1, runs[-1].output[-3000:]
     launched = json.loads(argv.read_text())

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import _env
+from conftest import TEST_CONFIG, _env
 from openai_standin import StandIn
 
 pytestmark = pytest.mark.workflow
@@ -32,7 +32,7 @@ def openai_config(url: str, max_concurrent: int = 1) -> str:
     )
 
 
-CONFIGS = ("config/test.yaml", "config/openai.yaml")
+CONFIGS = (*TEST_CONFIG, "config/openai.yaml")
 
 
 @pytest.fixture

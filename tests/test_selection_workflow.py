@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from constructed import figure, lightly_edited, with_text
+from conftest import TEST_CONFIG
 
 pytestmark = pytest.mark.workflow
 
@@ -36,7 +37,7 @@ def test_own_images_are_selected_and_the_reference_never_reaches_the_dataset(fre
         lightly_edited(ref.convert("RGB"), size=64).save(own / "reference_edited.png")
     with_text(figure(50, size=64, scale=0.75)).save(own / "watermarked.png")
     fresh.path("config/folder.yaml").write_text(FOLDER_CONFIG)
-    files = ("config/test.yaml", "config/folder.yaml")
+    files = (*TEST_CONFIG, "config/folder.yaml")
     # Up to the dataset and its manifest: training on a new selection is the train tests' business.
     target = "results/mira/dataset_manifest.json"
     fresh.snakemake(target, configfiles=files)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import new_workflow
+from conftest import TEST_CONFIG, new_workflow
 
 pytestmark = pytest.mark.workflow
 
@@ -70,7 +70,7 @@ def cluster_runs(tmp_path_factory, demo_models):
 
     def run(check):
         return wf.snakemake("--profile", "profiles/slurm", "--slurm-init-seconds-before-status-checks", "2",
-                            configfiles=("config/test.yaml", "config/slurm-test.yaml"), env=env, check=check)
+                            configfiles=(*TEST_CONFIG, "config/slurm-test.yaml"), env=env, check=check)
 
     failed = run(check=False)
     before_fix = {p.name: p.stat().st_mtime_ns for p in wf.path("results/mira/images").glob("*.png")}

@@ -1,12 +1,11 @@
 """``synthlora``: scaffold a character (``new``), check a setup without running anything
-(``check``), and print a character's plan, selection and metrics as tables (``show``).
+(``check``), print the effective config (``config``), and print a character's plan, selection and metrics as tables (``show``).
 
 The workflow itself runs with ``snakemake``; this is the small tool around it.
 """
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 import os
@@ -18,11 +17,7 @@ from pathlib import Path
 import click
 import yaml
 
-from synthlora.config import NAME
-
-DEFAULT_CONFIG = "config/config.yaml"
-SCHEMA = "config/config.schema.yaml"
-
+from synthlora.config import NAME, SCHEMA, config_files
 
 def format_table(header: list[str], rows: list[list], max_width: int = 60) -> str:
     """Plain-text columns; long cells are cut with an ellipsis."""
@@ -36,22 +31,6 @@ def format_table(header: list[str], rows: list[list], max_width: int = 60) -> st
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in body]
     return "\n".join(lines)
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    """Snakemake's --configfile semantics: nested dicts merge, everything else replaces."""
-    out = copy.deepcopy(base)
-    for k, v in (extra or {}).items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
-
-
-def load_config(root: Path, configfiles: tuple[str, ...]) -> dict:
-    config: dict = {}
-    for f in (DEFAULT_CONFIG, *configfiles):
-        path = root / f if not Path(f).is_absolute() else Path(f)
-        config = _merge(config, yaml.safe_load(path.read_text()) or {})
-    return config
 
 
 @click.group()
@@ -128,17 +107,16 @@ def _model_status(path: str, root: Path, demo_dir: str) -> tuple[str, str]:
 
 def run_checks(root: Path, configfiles: tuple[str, ...]) -> list[tuple[str, str, str]]:
     """(check, status ok/warn/FAIL, detail) rows. Runs nothing and builds nothing."""
-    from synthlora.config import ConfigError, check_characters, config_problem
+    from synthlora.config import ConfigError, check_characters, load_config
 
-    rows: list[tuple[str, str, str]] = []
+    files = config_files(configfiles)
+    rows: list[tuple[str, str, str]] = [("config files read", "ok", " + ".join(files) + (
+        " (the demo: no --configfile named)" if not configfiles else ""))]
     try:
-        config = load_config(root, configfiles)
-    except Exception as exc:  # unreadable YAML, missing file
-        return [("config files", "FAIL", f"{type(exc).__name__}: {exc}")]
-    problem = config_problem(config, root / SCHEMA)
-    rows.append(("config against schema", "FAIL" if problem else "ok", problem or f"{SCHEMA}"))
-    if problem:
-        return rows
+        config = load_config(configfiles, root)
+    except ConfigError as e:
+        return [*rows, ("config against schema", "FAIL", str(e))]
+    rows.append(("config against schema", "ok", f"{SCHEMA}, defaults filled"))
     cwd = os.getcwd()
     os.chdir(root)
     try:
@@ -159,14 +137,27 @@ def run_checks(root: Path, configfiles: tuple[str, ...]) -> list[tuple[str, str,
                  f"missing: {', '.join(missing)}" if missing else ", ".join(sorted(needed))))
 
     demo = config["demo_models_dir"]
-    models = {"generate.model": config["generate"]["model"], "train.base_model": config["train"]["base_model"],
-              "caption.model": config["caption"]["model"], "evaluate.embedder": config["evaluate"]["embedder"],
-              "evaluate.model": config["evaluate"]["model"]}
-    if backends["analyze"] != "manual":
-        models["analyze.model"] = config["analyze"]["model"]
+    models = {"train.base_model": config["train"]["base_model"], "select.embedder": config["select"]["embedder"],
+              "evaluate.embedder": config["evaluate"]["embedder"], "evaluate.model": config["evaluate"]["model"]}
+    for stage in ("analyze", "generate", "caption"):
+        if backends[stage] == "openai":
+            url = config[stage]["openai"]["base_url"] or "api.openai.com"
+            rows.append((f"{stage}.model", "ok", f"{config[stage]['model']}: served by {url}"))
+        elif backends[stage] not in ("manual", "folder"):
+            models[f"{stage}.model"] = config[stage]["model"]
     for key, path in models.items():
         status, detail = _model_status(path, root, demo)
         rows.append((key, status, f"{path}: {detail}" if path else detail))
+
+    ocr = config["score"]["ocr"]
+    if not ocr:
+        rows.append(("OCR (score.ocr)", "warn", "'' : burnt-in text and watermarks are not detected"))
+    elif shutil.which(ocr):
+        rows.append(("OCR (score.ocr)", "ok", f"{shutil.which(ocr)}"))
+    else:
+        rows.append(("OCR (score.ocr)", "FAIL", f"{ocr!r} not found: install it (Debian/Ubuntu: apt-get install "
+                     "tesseract-ocr tesseract-ocr-eng; macOS: brew install tesseract), or set score.ocr: '' to skip "
+                     "text detection"))
 
     key_vars = sorted({config[stage].get("openai", {}).get("api_key_env", "OPENAI_API_KEY")
                        for stage, backend in backends.items() if backend == "openai"} - {""})
@@ -205,6 +196,21 @@ def check(configfiles, root):
     if failed:
         raise click.ClickException(f"{len(failed)} check(s) failed")
     click.echo("all checks passed")
+
+
+@main.command(name="config")
+@click.option("--configfile", "configfiles", multiple=True, help="Config file(s), as for snakemake; none: the demo.")
+@click.option("--root", default=".", type=click.Path(file_okay=False), help="Workflow directory.")
+def effective_config(configfiles, root):
+    """Print the config a run would use: the files read, merged, every default filled in."""
+    from synthlora.config import ConfigError, load_config
+
+    try:
+        config = load_config(configfiles, root)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"# config files read: {' + '.join(config_files(configfiles))}")
+    click.echo(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), nl=False)
 
 
 # ---- show ------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ file, key or value and how to fix it, so no money or GPU time is spent on a doom
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -15,28 +16,112 @@ class ConfigError(ValueError):
     pass
 
 
+# The demo: the example character on tiny random-weight models, offline on a CPU. Read only when no
+# config file is named, never under a user's: its demo-only values (thresholds that suit random
+# weights, tiny sizes) must not leak into a real run, which gets the schema's defaults instead.
+DEMO_CONFIG = "config/config.yaml"
+SCHEMA = "config/config.schema.yaml"
+
+
+def config_files(configfiles) -> list[str]:
+    """The config files a run reads, in merge order: the ones named, or the demo config alone."""
+    return [str(f) for f in configfiles] or [DEMO_CONFIG]
+
+
+def merge_config(into: dict, extra: dict) -> dict:
+    """Snakemake's --configfile semantics: nested mappings merge, everything else replaces."""
+    for k, v in (extra or {}).items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            merge_config(into[k], v)
+        else:
+            into[k] = copy.deepcopy(v)
+    return into
+
+
+def load_config(configfiles, root: str | Path = ".") -> dict:
+    """The effective config of a run, as the workflow sees it: files merged, defaults filled, validated
+    (a ConfigError names the file or key otherwise)."""
+    import yaml
+
+    root = Path(root)
+    merged: dict = {}
+    for f in config_files(configfiles):
+        path = Path(f) if Path(f).is_absolute() else root / f
+        try:
+            merge_config(merged, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        except OSError as exc:
+            raise ConfigError(f"config file {f} cannot be read ({exc.strerror})") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {f} is not valid YAML: {exc}") from None
+    problem = config_problem(merged, root / SCHEMA)
+    if problem:
+        raise ConfigError(problem)
+    return merged
+
+
+# A stage's model when its config leaves it '' (the schema's default): what suits the chosen backend.
+# Model names change fast (FIELD-NOTES): this table and the schema's descriptions are the one place.
+BACKEND_MODELS = {
+    "analyze": {"transformers": "Qwen/Qwen2.5-VL-7B-Instruct", "openai": "gpt-5.5"},
+    "caption": {"transformers": "Qwen/Qwen2.5-VL-7B-Instruct", "openai": "gpt-5.5"},
+    "generate": {"diffusers": "stabilityai/stable-diffusion-xl-base-1.0", "openai": "gpt-image-2"},
+}
+
+
+def fill_backend_models(config: dict) -> None:
+    """Give each stage whose model is '' its backend's default model (in place, like the schema's defaults)."""
+    for stage, models in BACKEND_MODELS.items():
+        section = config[stage]
+        if not section.get("model"):
+            section["model"] = models.get(section["backend"], "")
+
+
+# The schema's rules for names inside maps, in words.
+NAME_RULES = {
+    "^[A-Za-z0-9][A-Za-z0-9_]*$": "use letters, digits and '_' only (it becomes part of file names)",
+    "^[^,\\n]*[^,\\s][^,\\n]*$": "no commas and not blank (tags are written comma-separated into captions)",
+}
+
+
+def _violation(e) -> str:
+    where = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+    if e.validator == "additionalProperties":
+        extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
+        return (f"unknown config key {', '.join(repr(x) for x in extra)} under {where}; "
+                f"known keys there: {', '.join(sorted(e.schema.get('properties', {})))}")
+    if "propertyNames" in e.schema_path:
+        # A map's key broke the rule for names there (e.instance is the key; the path is the map's).
+        if e.validator == "enum":
+            return (f"unknown name {e.instance!r} under {where}; choices: {', '.join(map(str, e.validator_value))}")
+        rule = NAME_RULES.get(e.validator_value, f"it must match {e.validator_value}")
+        return f"name {e.instance!r} under {where} is not allowed: {rule}"
+    if e.validator == "required":
+        return f"{where}: {e.message}"
+    return f"config value at {where}: {e.message}"
+
+
 def config_problem(config: dict, schema_path: str | Path) -> str | None:
-    """Validate and fill defaults with snakemake.utils.validate; return a readable message on failure."""
+    """Validate and fill defaults with snakemake.utils.validate; return a readable message on failure
+    that names every violation (a user fixes them in one go, not one per run)."""
     import jsonschema
     import yaml
     from snakemake.utils import validate
 
     try:
         validate(config, str(schema_path), set_default=True)
+        fill_backend_models(config)
         return None
     except Exception:
-        # snakemake's message is long; find the first violation and say where it is.
+        # snakemake's message is long; list each violation and say where it is.
         schema = yaml.safe_load(Path(schema_path).read_text())
-        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: len(list(e.path)))
+        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config),
+                        key=lambda e: (len(list(e.absolute_path)), list(map(str, e.absolute_path))))
         if not errors:
             raise
-        e = errors[0]
-        where = ".".join(str(p) for p in e.absolute_path) or "(top level)"
-        if e.validator == "additionalProperties":
-            extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
-            return (f"unknown config key {', '.join(repr(x) for x in extra)} under {where}; "
-                    f"known keys there: {', '.join(sorted(e.schema.get('properties', {})))} (see config/config.schema.yaml)")
-        return f"config value at {where}: {e.message} (see config/config.schema.yaml)"
+        lines = [_violation(e) for e in errors[:12]]
+        more = f"\n  … and {len(errors) - 12} more" if len(errors) > 12 else ""
+        return ("config does not match config/config.schema.yaml (every key, its default and meaning):\n  "
+                + "\n  ".join(lines) + more)
 
 
 def check_reference(path: str | Path, max_bytes: int, max_pixels: int, key: str) -> None:
@@ -86,6 +171,11 @@ def check_characters(config: dict) -> None:
     if not Path(config["analyze"]["instruction"]).is_file():
         raise ConfigError(f"analyze.instruction: {config['analyze']['instruction']} does not exist")
     plan = config["plan"]
+    unknown = sorted(set(config["select"]["background_colors"]) - set(plan["backgrounds"]))
+    if unknown:
+        raise ConfigError(f"select.background_colors names {', '.join(map(repr, unknown))}, which plan.backgrounds "
+                          f"does not have (its tags: {', '.join(map(repr, plan['backgrounds']))}); use one of those "
+                          "tags, or remove the entry")
     for cat in config["caption"]["categories"]:
         if not plan[cat]:
             raise ConfigError(f"caption.categories names {cat!r} but plan.{cat} is empty")

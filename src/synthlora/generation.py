@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from synthlora.config import ConfigError
+from synthlora.config import ConfigError, config_files, load_config
 from synthlora.io import atomic_path, read_json, write_json
 
 API_STAGES = ("analyze", "generate", "caption")
@@ -238,29 +238,6 @@ def retry_failed(results_dir: str | Path) -> list[str]:
 # ---- spend estimate -------------------------------------------------------------------------
 
 
-def load_config(configfiles: list[str], schema_path: str | Path = "config/config.schema.yaml") -> dict:
-    """The merged config as the workflow sees it (later files override earlier), defaults filled."""
-    import yaml
-
-    from synthlora.config import config_problem
-
-    merged: dict = {}
-    for f in configfiles:
-        _merge(merged, yaml.safe_load(Path(f).read_text(encoding="utf-8")) or {})
-    problem = config_problem(merged, schema_path)
-    if problem:
-        raise ConfigError(problem)
-    return merged
-
-
-def _merge(into: dict, new: dict) -> None:
-    for k, v in new.items():
-        if isinstance(v, dict) and isinstance(into.get(k), dict):
-            _merge(into[k], v)
-        else:
-            into[k] = v
-
-
 def estimate(config: dict, results_root: str | Path = "results") -> dict[str, Any]:
     """Calls, images and tokens a run would spend, roughly, before it spends anything.
 
@@ -345,8 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     summ.add_argument("results", nargs="+", help="results/<character> folders")
     args = parser.parse_args(argv)
     if args.command == "estimate":
+        print(f"config files read: {' + '.join(config_files(args.configfile))}", file=sys.stderr)
         try:
-            cfg = load_config(["config/config.yaml", *args.configfile])
+            cfg = load_config(args.configfile)
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -1,4 +1,5 @@
-"""``MODEL_CARD.md`` in the style of seed 000's public card, and the per-image provenance table.
+"""``MODEL_CARD.md`` in the style of seed 000's public card (and its HTML twin for the report), and
+the per-image provenance table.
 
 Everything on the card is read from the run's own files (train.toml, dataset.toml, the training
 summary, tag frequencies, the evaluation table, the provenance sidecars), so it describes what was
@@ -10,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,88 @@ def md_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+# ---- one card, two renderings ------------------------------------------------------------------
+# The card is a list of blocks, each a tuple whose first item names its kind:
+#   ("title" | "heading" | "paragraph" | "note", text)   text may hold `code` and **bold**
+#   ("table", header, rows)      ("list", items)
+#   ("bars", [(label, count), ...], chart_png)   a bar chart: Mermaid in Markdown, the PNG in HTML
+#   ("figure", png, path_from_card, caption)
+# card_markdown and card_html render the same blocks, so the two files never say different things.
+
+
+def card_markdown(blocks: list[tuple]) -> str:
+    out = []
+    for kind, *a in blocks:
+        if kind == "title":
+            out.append(f"# {a[0]}")
+        elif kind == "heading":
+            out.append(f"## {a[0]}")
+        elif kind == "paragraph":
+            out.append(a[0])
+        elif kind == "note":
+            out.append(f"> {a[0]}")
+        elif kind == "table":
+            out.append(md_table(a[0], a[1]))
+        elif kind == "list":
+            out.append("\n".join(f"- {item}" for item in a[0]))
+        elif kind == "bars":
+            out.append("\n".join(["```mermaid", "gantt", "    title Tag Frequencies", "    dateFormat X",
+                                  "    axisFormat %s", "", "    section Count",
+                                  *[f"    {label.replace(':', ' ')} : 0, {n}" for label, n in a[0]], "```"]))
+        elif kind == "figure":
+            out.append(f"![{a[2]}]({a[1]})")
+        else:
+            raise ValueError(f"unknown card block {kind!r}")
+    return "\n\n".join(out) + "\n"
+
+
+def _inline_html(text: str) -> str:
+    """Escaped text with the card's two inline marks, `code` and **bold**, as tags."""
+    import html
+    import re
+
+    text = html.escape(text)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
+
+
+def _figure_html(png: str, caption: str) -> str:
+    import html
+
+    from synthlora.report_pages import data_uri
+
+    return (f'<figure><img src="{data_uri(png)}" alt="{html.escape(caption)}">'
+            f"<figcaption>{_inline_html(caption)}</figcaption></figure>")
+
+
+def card_html(blocks: list[tuple]) -> str:
+    """The card as one self-contained page: its pictures are embedded, nothing is fetched."""
+    from synthlora.report_pages import html_page, html_table
+
+    out, title = [], "Model card"
+    for kind, *a in blocks:
+        if kind == "title":
+            title = a[0]
+            out.append(f"<h1>{_inline_html(a[0])}</h1>")
+        elif kind == "heading":
+            out.append(f"<h2>{_inline_html(a[0])}</h2>")
+        elif kind == "paragraph":
+            out.append(f"<p>{_inline_html(a[0])}</p>")
+        elif kind == "note":
+            out.append(f'<p class="note">{_inline_html(a[0])}</p>')
+        elif kind == "table":
+            out.append(html_table(a[0], a[1]))
+        elif kind == "list":
+            out.append("<ul>\n" + "\n".join(f"<li>{_inline_html(item)}</li>" for item in a[0]) + "\n</ul>")
+        elif kind == "bars":
+            out.append(_figure_html(a[1], "tag frequencies"))
+        elif kind == "figure":
+            out.append(_figure_html(a[0], a[2]))
+        else:
+            raise ValueError(f"unknown card block {kind!r}")
+    return html_page(title, "\n".join(out))
+
+
 def _fmt(v: str) -> str:
     try:
         return f"{float(v):.4f}"
@@ -95,23 +179,25 @@ def reference_statement(prov: list[dict], analyze: dict, character: dict) -> str
 
 
 def api_spend_lines(usage: dict) -> list[str]:
-    """The API usage behind the current results (api_usage.json), or nothing when no API was used."""
+    """The API usage behind the current results (api_usage.json) as a list item, or nothing when no API was used."""
     total = usage.get("total", {})
     if not total.get("calls"):
         return []
     per_stage = ", ".join(f"{stage} {s['calls']}" for stage, s in usage["stages"].items() if s.get("calls"))
     tokens = ", ".join(f"{total[k]} {k.replace('_', ' ')}" for k in ("input_tokens", "output_tokens", "prompt_tokens",
                                                                        "completion_tokens") if total.get(k))
-    return [f"- API usage behind these results: {total['calls']} calls ({per_stage}), {total['images']} images"
+    return [f"API usage behind these results: {total['calls']} calls ({per_stage}), {total['images']} images"
             + (f", {tokens}" if tokens else "") + " (`api_usage.json`)."]
 
 
-def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_models_dir: str = "") -> str:
-    """The card's Markdown. ``inputs``: the rule's named inputs (see rules/evaluate.smk)."""
+def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_models_dir: str = "") -> tuple[str, str]:
+    """The card as Markdown and as a self-contained HTML page (for the report), from one list of
+    blocks. ``inputs``: the rule's named inputs (see rules/evaluate.smk)."""
     from synthlora.evaluate import METRICS, read_tsv
     from synthlora.kohya import read_toml, validate_train
 
     name, trigger = character["name"], character["trigger"]
+    card_dir = Path(inputs.lora).parent.parent  # results/<character>/lora/<character>.safetensors
     flat = validate_train(read_toml(inputs.train_toml))
     ds = read_toml(inputs.dataset_toml)["datasets"][0]
     sub = ds["subsets"][0]
@@ -128,16 +214,20 @@ def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_m
     resolution = f"{res[0]}x{res[1]}" if isinstance(res, list) else f"{res}x{res}"
     epochs = flat["max_train_epochs"]
     te_lr = flat.get("text_encoder_lr", [0.0])
-    out = [f"# {name}: character LoRA", ""]
+
+    def figure(png, caption):
+        return ("figure", str(png), Path(os.path.relpath(png, card_dir)).as_posix(), caption)
+
+    out: list[tuple] = [("title", f"{name}: character LoRA")]
     if demo:
-        out += ["> **Demo run.** The models are tiny random-weight stand-ins built by the workflow; the "
-                "pictures and metrics below are meaningless. The files, stages and tables are real.", ""]
-    out += [f"Trigger word: `{trigger}` (write it first in the prompt).", "",
-            f"Delivered file: `lora/{name}.safetensors` = epoch {best['epoch']} of {epochs} "
-            f"(`lora/epochs/{name}-{best['epoch']:06d}.safetensors`), chosen by {best['rule']}. "
-            "Every saved epoch is kept beside it in `lora/epochs/`.", "",
-            "## Training settings", "",
-            md_table(["Item", "Value"], [
+        out += [("note", "**Demo run.** The models are tiny random-weight stand-ins built by the workflow; the "
+                 "pictures and metrics below are meaningless. The files, stages and tables are real.")]
+    out += [("paragraph", f"Trigger word: `{trigger}` (write it first in the prompt)."),
+            ("paragraph", f"Delivered file: `lora/{name}.safetensors` = epoch {best['epoch']} of {epochs} "
+             f"(`lora/epochs/{name}-{best['epoch']:06d}.safetensors`), chosen by {best['rule']}. "
+             "Every saved epoch is kept beside it in `lora/epochs/`."),
+            ("heading", "Training settings"),
+            ("table", ["Item", "Value"], [
                 ["Base model", base_model],
                 ["Model family", cfg["train"]["family"]],
                 ["Dataset size", n_images],
@@ -155,30 +245,32 @@ def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_m
                 ["Trainer", f"{cfg['train']['backend']}"],
                 ["Model hash (sshs_model_hash)", meta.get("sshs_model_hash", "")[:16]],
                 ["Final loss", f"{summary['final_loss']:.4f}" if summary.get("final_loss") is not None else ""],
-            ]), ""]
+            ])]
 
-    out += ["## Tag frequencies", "",
-            f"Tags on the {n_images} training captions (chart: `report/tag_frequency.png`).", "",
-            "```mermaid", "gantt", "    title Tag Frequencies", "    dateFormat X", "    axisFormat %s", "",
-            "    section Count"]
     ordered = sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))
-    out += [f"    {tag.replace(':', ' ')} : 0, {count}" for tag, count in ordered]
-    out += ["```", "", md_table(["Tag", "Count"], [[t, c] for t, c in ordered]), ""]
+    out += [("heading", "Tag frequencies"),
+            ("paragraph", f"Tags on the {n_images} training captions (chart: `report/tag_frequency.png`)."),
+            ("bars", ordered, str(inputs.tag_frequency_chart)),
+            ("table", ["Tag", "Count"], [[t, c] for t, c in ordered])]
 
-    out += ["## Evaluation: metrics per epoch", "",
-            "Each saved epoch rendered the test-prompt suites "
-            f"({', '.join(f'{s}: {len(p)}' for s, p in sorted(cfg['evaluate']['suites'].items()))} prompts) with "
-            f"fixed seeds {cfg['evaluate']['seeds']}; `base` is the same suites without the LoRA. "
-            "identity_dataset / identity_reference: mean cosine similarity of the test images' embeddings to "
-            "the training images' / the reference's; prompt_adherence: image-text cosine similarity of each "
-            "test image to its prompt without the trigger word; failure_rate: fraction flagged by the failure "
-            f"detectors; combined = {' + '.join(f'{w} × {m}' for m, w in best['weights'].items())}. "
-            f"Embeddings: `{cfg['evaluate']['embedder']}`.", "",
-            md_table(["run", "step", *METRICS, "combined", "Δ identity vs base", "delivered"],
-                     [[r["run"], r["step"], *[_fmt(r[m]) for m in METRICS], _fmt(r["combined"]),
-                       "" if r["run"] == "base" else _fmt(r["delta_identity_dataset"]),
-                       "yes" if r["best"] == "yes" else ""] for r in metrics]), "",
-            "Contact sheets: `eval/<epoch>/contact_sheet.png`; metrics per epoch: `report/metrics_vs_epoch.png`.", ""]
+    delivered_sheet = next(p for p in inputs.contact_sheets if Path(p).parent.name == best["run"])
+    out += [("heading", "Evaluation: metrics per epoch"),
+            ("paragraph", "Each saved epoch rendered the test-prompt suites "
+             f"({', '.join(f'{s}: {len(p)}' for s, p in sorted(cfg['evaluate']['suites'].items()))} prompts) with "
+             f"fixed seeds {cfg['evaluate']['seeds']}; `base` is the same suites without the LoRA. "
+             "identity_dataset / identity_reference: mean cosine similarity of the test images' embeddings to "
+             "the training images' / the reference's; prompt_adherence: image-text cosine similarity of each "
+             "test image to its prompt without the trigger word; failure_rate: fraction flagged by the failure "
+             f"detectors; combined = {' + '.join(f'{w} × {m}' for m, w in best['weights'].items())}. "
+             f"Embeddings: `{cfg['evaluate']['embedder']}`."),
+            ("table", ["run", "step", *METRICS, "combined", "Δ identity vs base", "delivered"],
+             [[r["run"], r["step"], *[_fmt(r[m]) for m in METRICS], _fmt(r["combined"]),
+               "" if r["run"] == "base" else _fmt(r["delta_identity_dataset"]),
+               "yes" if r["best"] == "yes" else ""] for r in metrics]),
+            ("paragraph", "Contact sheets: `eval/<epoch>/contact_sheet.png`; metrics per epoch: "
+             "`report/metrics_vs_epoch.png`."),
+            figure(inputs.metrics_chart, "Metrics per epoch (dashed: without the LoRA; dotted: the delivered epoch)"),
+            figure(delivered_sheet, f"Test prompts without the LoRA and with the delivered epoch {best['epoch']}")]
 
     sources: dict[tuple, int] = {}
     for r in prov:
@@ -186,22 +278,23 @@ def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_m
     not_generated = [r["key"] for r in prov if r["source"] != "generated"]
     same_as_ref = [r["key"] for r in prov if r["same_as_reference"] == "yes"]
     ref_use = reference_statement(prov, cfg["analyze"], character)
-    out += ["## Provenance", "",
-            md_table(["Source", "Generator", "Model", "Training images"],
-                     [[s, b, m, n] for (s, b, m), n in sorted(sources.items())]), "",
-            f"- All {n_images} training images were generated from text prompts by the generator(s) above; "
-            + ("none is an artist-made image." if not not_generated else
-               f"{len(not_generated)} did not come from a generator: {', '.join(not_generated)}."),
-            f"- {ref_use}",
-            "- " + ("No training image is byte-identical to the reference image." if not same_as_ref else
-                    f"Training images identical to the reference: {', '.join(same_as_ref)}."),
-            f"- Captions: `{cfg['caption']['model']}` (backend {cfg['caption']['backend']}), trigger word first.",
-            *api_spend_lines(read_json(inputs.api_usage)),
-            "- Per-image record (key, source, generator, model, seed, time, SHA-256, prompt): `provenance.tsv`.", ""]
+    out += [("heading", "Provenance"),
+            ("table", ["Source", "Generator", "Model", "Training images"],
+             [[s, b, m, n] for (s, b, m), n in sorted(sources.items())]),
+            ("list", [
+                f"All {n_images} training images were generated from text prompts by the generator(s) above; "
+                + ("none is an artist-made image." if not not_generated else
+                   f"{len(not_generated)} did not come from a generator: {', '.join(not_generated)}."),
+                ref_use,
+                ("No training image is byte-identical to the reference image." if not same_as_ref else
+                 f"Training images identical to the reference: {', '.join(same_as_ref)}."),
+                f"Captions: `{cfg['caption']['model']}` (backend {cfg['caption']['backend']}), trigger word first.",
+                *api_spend_lines(read_json(inputs.api_usage)),
+                "Per-image record (key, source, generator, model, seed, time, SHA-256, prompt): `provenance.tsv`."])]
 
-    out += ["## Responsibility", "", RESPONSIBILITY, ""]
     license_ = cfg["model_card"]["license"]
     author = cfg["model_card"].get("author")
-    out += ["## License", "", f"The LoRA is released under the {license_} license." +
-            (f" Trained by {author}." if author else ""), ""]
-    return "\n".join(out)
+    out += [("heading", "Responsibility"), ("paragraph", RESPONSIBILITY),
+            ("heading", "License"), ("paragraph", f"The LoRA is released under the {license_} license." +
+                                     (f" Trained by {author}." if author else ""))]
+    return card_markdown(out), card_html(out)
