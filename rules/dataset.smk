@@ -1,11 +1,13 @@
 rule dataset:
-    """Assemble the kohya dataset folder (hard links + captions), tag frequencies and the provenance manifest."""
+    """Assemble the kohya dataset folder (hard links + captions), tag frequencies, the provenance manifest
+    and a contact sheet of the images with their captions."""
     input:
         unpack(dataset_input),
     output:
         dataset=directory("results/{character}/dataset"),
         tag_frequency="results/{character}/tag_frequency.json",
         manifest="results/{character}/dataset_manifest.json",
+        sheet=report("results/{character}/dataset.png", category="Dataset", caption="../report/dataset_sheet.rst"),
     log:
         "logs/{character}/dataset.log",
     params:

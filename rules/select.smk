@@ -3,8 +3,9 @@ checkpoint select:
     input:
         unpack(select_input),
     output:
-        table=report("results/{character}/selection.tsv", category="Selection"),
+        table="results/{character}/selection.tsv",  # output[0]: rules/common.smk reads the selection from it
         sheet=report("results/{character}/selection.png", category="Selection"),
+        page=report("results/{character}/selection.html", category="Selection", caption="../report/selection.rst"),
     log:
         "logs/{character}/select.log",
     params:

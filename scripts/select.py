@@ -3,6 +3,7 @@ from PIL import Image
 
 from synthlora.generation import is_failed
 from synthlora.io import read_json, write_text
+from synthlora.report_pages import tsv_page
 from synthlora.scripting import job
 from synthlora.selection import contact_sheet, load_overrides, select, to_tsv
 
@@ -24,6 +25,8 @@ with job(snakemake):
     size = snakemake.params.size
     rows = select(candidates, cfg, tuple(size) if size else None, reference, overrides)
     print(f"selected {sum(r['selected'] for r in rows)} of {len(rows)}")
-    write_text(snakemake.output.table, to_tsv(rows))
+    table = to_tsv(rows)
+    write_text(snakemake.output.table, table)
+    write_text(snakemake.output.page, tsv_page(table, f"{snakemake.wildcards.character}: selection of the candidates"))
     contact_sheet(rows, dict(zip([c["key"] for c in candidates], inp.images)), snakemake.output.sheet,
                   thumb=cfg["contact_sheet_thumb"])

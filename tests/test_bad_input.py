@@ -106,3 +106,18 @@ def test_invalid_manual_features_fail_naming_the_violation(project):
     assert project.jobs(proc) == {"analyze": 1}
     after = results_state(project)
     assert all(after.get(k) == v for k, v in built.items()), "images and LoRAs survive a failed analysis"
+
+
+@pytest.mark.parametrize("overlay, needles", [
+    ("evaluate:\n  weights: {identiy_dataset: 1.0}\n",
+     ["'identiy_dataset'", "evaluate.weights", "identity_dataset, identity_reference"]),
+    ("plan:\n  poses: {'arms, crossed': standing with arms crossed}\n", ["'arms, crossed'", "plan.poses", "no commas"]),
+    ("evaluate:\n  suites: {'my suite': ['{trigger}']}\n", ["'my suite'", "evaluate.suites", "letters, digits"]),
+    ("select:\n  background_colors: {'black backdrop': [0, 0, 0]}\n",
+     ["select.background_colors", "'black backdrop'", "plan.backgrounds"]),
+])
+def test_names_inside_maps_are_checked_at_start_up(project, overlay, needles):
+    """Map-valued keys (metric weights, vocabularies, suites, background colours) fail before any job
+    when a name is misspelt or unusable, naming the key and the choices, not after training."""
+    project.path("config/maps.yaml").write_text(overlay)
+    fails_before_any_job(project, *needles, configfiles=(*TEST_CONFIG, "config/maps.yaml"))

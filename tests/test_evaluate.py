@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import math
 import re
@@ -82,22 +83,37 @@ def _data(entry) -> str:
     return base64.b64decode(entry["data_uri"].split("base64,", 1)[1]).decode()
 
 
-def test_the_report_has_every_category_with_its_tables_and_pictures(finished, tmp_path):
+def _rows(page: str) -> list[list[str]]:
+    """The cells of an HTML table page, unescaped."""
+    return [[html.unescape(c) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", tr, re.S)]
+            for tr in re.findall(r"<tr>(.*?)</tr>", page, re.S)]
+
+
+def test_the_report_shows_every_category_with_its_tables_card_and_pictures_inline(finished, tmp_path):
     results, categories = _report(finished, tmp_path)
     assert {"Selection", "Dataset", "Training", "Evaluation", "Provenance", "Model card"} <= set(categories)
     by_name = {e["filename"]: e for e in results.values()}
-    metrics = _data(by_name["metrics.tsv"]).splitlines()
-    assert metrics[0].startswith("run\tepoch\tstep\tidentity_dataset") and len(metrics) == 4
-    selection = _data(by_name["selection.tsv"]).splitlines()
-    assert selection[0].startswith("key\tselected\treason") and len(selection) == 9
-    provenance = _data(by_name["provenance.tsv"]).splitlines()
-    assert provenance[0].startswith("key\tsource") and len(provenance) == 7
-    assert all(line.split("\t")[1] == "generated" for line in provenance[1:])
+    # everything the report lists renders in the page: no download-only TSV or Markdown
+    assert not {n for n in by_name if n.endswith((".tsv", ".md"))}, sorted(by_name)
+    pages = {n: _data(by_name[n]) for n in ("metrics.html", "selection.html", "provenance.html", "MODEL_CARD.html")}
+    assert all(by_name[n]["mime_type"] == "text/html" for n in pages)
+    metrics = _rows(pages["metrics.html"])
+    assert metrics[0][:4] == ["run", "epoch", "step", "identity_dataset"] and len(metrics) == 4
+    assert metrics == [r.split("\t") for r in finished.path("results/mira/eval/metrics.tsv").read_text().splitlines()]
+    selection = _rows(pages["selection.html"])
+    assert selection[0][:3] == ["key", "selected", "reason"] and len(selection) == 9
+    provenance = _rows(pages["provenance.html"])
+    assert provenance[0][:2] == ["key", "source"] and len(provenance) == 7
+    assert all(row[1] == "generated" for row in provenance[1:])
+    card = pages["MODEL_CARD.html"]
+    assert "<h2>Provenance</h2>" in card and "<h2>License</h2>" in card and "http" not in card
+    assert len(re.findall(r'<img src="data:image/png;base64,', card)) == 3  # tag chart, metrics chart, contact sheet
     pictures = {"contact_sheet.png", "metrics_vs_epoch.png", "tag_frequency.png", "selection_sheet.png", "loss_curve.png"}
     assert pictures <= set(by_name)
+    dataset = [path for paths in categories["Dataset"].values() for path in paths]
+    assert sorted(results[p]["filename"] for p in dataset) == ["dataset.png", "tag_frequency.png"]
     sheets = [e for e in results.values() if e["filename"] == "contact_sheet.png"]
     assert sorted(e["labels"]["checkpoint"] for e in sheets) == sorted(RUNS)
-    assert "## Provenance" in _data(by_name["MODEL_CARD.md"])
 
 
 def test_model_card_has_settings_tag_frequencies_metrics_provenance_and_license(finished):

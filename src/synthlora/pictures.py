@@ -34,20 +34,32 @@ def _thumb(path, cell: int) -> Image.Image:
         return im
 
 
+def _wrap(text: str, width: int, lines: int) -> list[str]:
+    """At most ``lines`` lines of ``width`` characters; a cut-off text ends in "..."."""
+    if lines <= 1:
+        return [text[:width]]
+    wrapped = textwrap.wrap(text, width) or [""]
+    if len(wrapped) > lines:
+        wrapped = wrapped[:lines]
+        wrapped[-1] = wrapped[-1][: width - 3] + "..."
+    return wrapped
+
+
 def contact_sheet(images: Sequence[Sequence[str | Path | None]], row_labels: Sequence[str] | None = None,
                   column_labels: Sequence[str] | None = None, out: str | Path | None = None, cell: int = 160,
                   label_width: int = 300, title: str = "", cell_labels: Sequence[Sequence[str]] | None = None,
-                  borders: Sequence[Sequence[str | None]] | None = None) -> Image.Image:
+                  borders: Sequence[Sequence[str | None]] | None = None, label_lines: int = 1) -> Image.Image:
     """A grid: ``images[r][c]`` (a path, or None for an empty cell), rows labelled on the left
-    (e.g. prompts), columns on top (e.g. base / epoch), optional caption under each cell and an
-    optional border colour per cell. Saved to ``out`` (PNG) when given."""
+    (e.g. prompts), columns on top (e.g. base / epoch), optional caption under each cell (wrapped
+    onto up to ``label_lines`` lines) and an optional border colour per cell. Saved to ``out`` (PNG)
+    when given."""
     n_rows = len(images)
     n_cols = max((len(r) for r in images), default=0)
     pad = 6
     font, small = _font(14), _font(11)
     left = label_width if row_labels else 0
     top = (28 if title else 0) + (22 if column_labels else 0)
-    under = 16 if cell_labels else 0
+    under = (3 + 13 * max(1, label_lines)) if cell_labels else 0
     width = left + n_cols * (cell + pad) + pad
     height = top + n_rows * (cell + under + pad) + pad
     sheet = Image.new("RGB", (max(width, 200), max(height, 40)), "white")
@@ -74,7 +86,8 @@ def contact_sheet(images: Sequence[Sequence[str | Path | None]], row_labels: Seq
             if colour:
                 draw.rectangle([x - 2, y - 2, x + cell + 1, y + cell + 1], outline=colour, width=3)
             if cell_labels and cell_labels[r][c]:
-                draw.text((x, y + cell + 2), str(cell_labels[r][c])[: cell // 6], fill="black", font=small)
+                draw.multiline_text((x, y + cell + 2), "\n".join(_wrap(str(cell_labels[r][c]), cell // 6, label_lines)),
+                                    fill="black", font=small, spacing=1)
     if out:
         with atomic_path(out) as tmp:
             sheet.save(tmp, format="PNG")
@@ -189,6 +202,17 @@ def selection_sheet(selection_rows: list[dict], image_for_key: dict[str, str], o
         labels.append([r["key"][:6] + " " + r["reason"] for _, r in chunk])
         borders.append([("#2a2" if r["selected"] else "#c33") for _, r in chunk])
     contact_sheet(grid, None, None, out=out, title=title, cell=128, cell_labels=labels, borders=borders)
+
+
+def dataset_sheet(images: Sequence[str | Path], captions: Sequence[str | Path], out: str | Path,
+                  columns: int = 6, title: str = "") -> None:
+    """Every training image with its caption wrapped beneath it: what the LoRA learns from, at a glance."""
+    texts = [Path(c).read_text(encoding="utf-8").strip() for c in captions]
+    cell = 160
+    lines = min(8, max((len(textwrap.wrap(t, cell // 6)) for t in texts), default=1))
+    grid = [list(images[i:i + columns]) for i in range(0, len(images), columns)]
+    labels = [texts[i:i + columns] for i in range(0, len(texts), columns)]
+    contact_sheet(grid, None, None, out=out, title=title, cell=cell, cell_labels=labels, label_lines=max(2, lines))
 
 
 def report_pictures(inputs, outputs, character: str, trigger: str) -> None:

@@ -16,8 +16,6 @@ import mimetypes
 from pathlib import Path
 from typing import Any, Sequence
 
-from synthlora.io import write_text
-
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; font-size: 14px;
        line-height: 1.45; color: #222; margin: 1.2em; max-width: 72em; }
@@ -73,11 +71,6 @@ def tsv_page(tsv_text: str, title: str) -> str:
     header, rows = (lines[0], lines[1:]) if lines else ([], [])
     note = f'<p class="muted">{len(rows)} rows</p>' if rows else ""
     return html_page(title, f"<h1>{html.escape(title)}</h1>\n{note}\n{html_table(header, rows)}")
-
-
-def write_tsv_page(tsv_path: str | Path, html_path: str | Path, title: str) -> None:
-    """The HTML twin of a TSV the rule has just written."""
-    write_text(html_path, tsv_page(Path(tsv_path).read_text(encoding="utf-8"), title))
 
 
 def data_uri(path: str | Path) -> str:
