@@ -173,5 +173,6 @@ def test_cli_check_fails_on_a_misspelt_key_and_a_missing_reference(fresh):
     res = CliRunner().invoke(cli, ["check", "--root", str(fresh.root), "--configfile", "config/bad.yaml"])
     assert res.exit_code != 0 and "best_bye" in res.output
     fresh.path("config/bad.yaml").write_text("characters:\n  mira:\n    reference: characters/mira/nope.png\n")
-    res = CliRunner().invoke(cli, ["check", "--root", str(fresh.root), "--configfile", "config/bad.yaml"])
+    res = CliRunner().invoke(cli, ["check", "--root", str(fresh.root), "--configfile", "config/config.yaml",
+                                   "--configfile", "config/bad.yaml"])
     assert res.exit_code != 0 and "nope.png" in res.output and "FAIL" in res.output

@@ -194,6 +194,9 @@ def check(configfiles, root):
     click.echo(format_table(["check", "status", "detail"], [list(r) for r in rows], max_width=100))
     failed = [r for r in rows if r[1] == "FAIL"]
     if failed:
+        # The table cuts long details; a failure is printed whole, so the fix can be read.
+        for check_name, _, detail in failed:
+            click.echo(f"\nFAIL {check_name}:\n  {detail}")
         raise click.ClickException(f"{len(failed)} check(s) failed")
     click.echo("all checks passed")
 
