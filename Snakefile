@@ -50,13 +50,14 @@ include: "rules/evaluate.smk"
 localrules:
     all,
     build_demo_models,
+    reference,
     plan,
     generation_report,
     api_usage,
     select,
     dataset,
+    dataset_manifest,
     kohya_config,
-    training_fingerprint,
     deliver_lora,
     eval_summary,
     eval_sheet,
@@ -67,5 +68,7 @@ localrules:
 rule all:
     """Every character's trained LoRA, its evaluation and model card, and every planned image."""
     input:
-        final_targets,
+        analysis_targets,  # in three steps, so that each checkpoint is consulted only after
+        planned_targets,  # what could make it rerun was asked for (rules/common.smk)
+        trained_targets,
     default_target: True

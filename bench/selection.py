@@ -47,11 +47,18 @@ def synthetic_candidates(n: int, dim: int, rng) -> list[dict]:
             "tags": {"views": views[i % 5], "poses": poses[i % 4], "expressions": str(i % 6), "framings": str(i % 3),
                      "backgrounds": "white background"},
             "score": {"decodes": True, "width": 1024, "height": 1024, "sharpness": float(rng.uniform(50, 5000)),
-                      "noise": float(rng.uniform(0.5, 6)), "phash": f"{int(rng.integers(0, 2**63)):016x}",
+                      "noise": float(rng.uniform(0, 2)), "phash": f"{int(rng.integers(0, 2**63)):016x}",
+                      "edge_sharpness": float(rng.uniform(0.4, 0.9)), "phash256": random_hash(rng),
+                      "phash256_crops": [random_hash(rng) for _ in range(48)],
                       "text_words": [], "text_chars": 0, "figures": 1, "border_rgb": [250.0, 250.0, 250.0]},
             "vector": list(centre + 0.4 * rng.normal(size=dim)),
         })
     return out
+
+
+def random_hash(rng) -> str:
+    """A 256-bit hash as score.py writes it (64 hex digits)."""
+    return "".join(f"{int(rng.integers(0, 2**63)):016x}" for _ in range(4))
 
 
 def select_seconds(candidates, settings, reference) -> float:

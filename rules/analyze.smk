@@ -3,9 +3,10 @@ rule analyze:
     input:
         unpack(analyze_input),
     output:
-        features="results/{character}/features.json",
-        raw="results/{character}/features.raw.json",
-        usage="results/{character}/analysis_usage.json",
+        # update(): an analysis that fails (invalid JSON after retries) keeps the last good features
+        features=update("results/{character}/features.json"),
+        raw=update("results/{character}/features.raw.json"),
+        usage=update("results/{character}/analysis_usage.json"),
     log:
         "logs/{character}/analyze.log",
     params:
@@ -21,3 +22,24 @@ rule analyze:
         "../envs/pipeline.yaml"
     script:
         "../scripts/analyze.py"
+
+
+rule reference:
+    """The reference as every model sees it (synthlora.reference): 8-bit RGB, 16-bit and palette
+    pictures converted faithfully, transparency laid on characters.<name>.reference_background."""
+    input:
+        lambda w: character(w)["reference"],
+    output:
+        "results/{character}/reference.png",
+    log:
+        "logs/{character}/reference.log",
+    params:
+        background=lambda w: character(w)["reference_background"],
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../scripts/reference.py"

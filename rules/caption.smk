@@ -1,7 +1,9 @@
 rule caption:
     """Caption one selected image: trigger word first, then a tag per varying category."""
     input:
-        image="results/{character}/images/{key}.png",
+        # ancient(): the key names the image's content (an image made again for its key is the same
+        # picture), so its new timestamp is no reason to caption (and pay for) it again
+        image=ancient("results/{character}/images/{key}.png"),
         model=model_input(config["caption"]["model"]),
     output:
         caption="results/{character}/captions/{key}.txt",

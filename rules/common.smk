@@ -10,11 +10,15 @@ from synthlora.config import ConfigError, check_characters, config_problem
 from synthlora.evaluate import BASE as BASE_RUN, render_settings, run_name, suite_items
 from synthlora.generation import (cancel_on_interrupt, check_api_keys, generate_shot_in_thread, summary_lines,
                                   uses_api)
+from synthlora.intake import backdrop_colour
 from synthlora.io import content_hash, file_sha256, read_json
-from synthlora.kohya import (KohyaConfigError, checkpoint_name, fingerprint, saved_epochs, training_inputs,
+from synthlora import layout
+from synthlora.kohya import (KohyaConfigError, checkpoint_name, fingerprint, sample_prompt_lines, saved_epochs,
                              validate_config)
 from synthlora.plan import pixel_inputs, shot_by_key
-from synthlora.selection import selected_keys
+from synthlora.score import MEASURES_VERSION
+from synthlora.selection import selected_keys, selection_summary_lines
+from synthlora.verify import file_problem, set_aside
 
 if workflow.is_main_process:
     logger.info("synthlora: config files read: " + " + ".join(os.path.relpath(f) for f in workflow.configfiles))
@@ -70,7 +74,9 @@ wildcard_constraints:
     character="|".join(re.escape(c) for c in CHARACTERS),
     key="[0-9a-f]{16}",
     fingerprint="[0-9a-f]{32}",
-    run="base|[0-9]{6}",
+    epoch="[0-9]{6}",
+    # an evaluation run: 'base' (without a LoRA), or a saved epoch of one training
+    run="base|[0-9a-f]{32}/[0-9]{6}",
 
 
 def character(wildcards):
@@ -109,27 +115,75 @@ def selected_of(wildcards):
     return selected_keys(checkpoints.select.get(character=wildcards.character).output[0])
 
 
-# Every function that reads a checkpoint's output also returns that output as an input: Snakemake
-# re-evaluates only the jobs that name a checkpoint's output as input once it reruns (an existing
-# checkpoint output is trusted at start-up), so this is what keeps key lists and fingerprints
-# current within one invocation.
+# A function that reads a checkpoint's output (the plan, the selection) runs after it: while the
+# checkpoint is to run, checkpoints.<rule>.get() raises and the asking job waits for it; Snakemake
+# then evaluates the function again with the new output, in the same invocation.
+#
+# Snakemake 9.27 decides at start-up whether an existing checkpoint output can be trusted, and sees
+# then only what the targets asked for so far; a function that raises asks for nothing but the
+# checkpoint. So rule all asks in three steps, each listing all it can before the next checkpoint is
+# consulted: analysis, then plan and images (a missing image makes select rerun before its old table
+# is trusted), then what follows the selection. One function would hide a deleted image behind the
+# selection checkpoint, whose old table would then be trusted for the run.
 
 
-def final_targets(wildcards):
-    """Each character's LoRA, and every planned image: an image deleted by hand is made again
-    (Snakemake would otherwise skip a missing intermediate whose dependants are current)."""
+_reported_damage = set()
+
+
+def damaged_to_rebuild(paths):
+    """Set aside (as <name>.damaged) every one of these built files that does not parse: a truncated
+    LoRA, image or TOML (synthlora.verify). Snakemake then sees it missing and builds it again. A dry
+    run only says so; --report and other commands that run no job leave it alone."""
+    for path in paths:
+        problem = file_problem(path)
+        if not problem or workflow.executor_plugin is None:
+            continue
+        if workflow.dryrun:
+            if path not in _reported_damage:
+                _reported_damage.add(path)
+                logger.warning(f"{path} is damaged ({problem}): a run sets it aside as {path}{layout.DAMAGED_SUFFIX} "
+                               "and builds it again")
+        else:
+            logger.warning(f"{path} is damaged ({problem}): set aside as {set_aside(path)}; it is built again")
+
+
+def analysis_targets(wildcards):
+    return [f"results/{c}/features.json" for c in CHARACTERS]
+
+
+def planned_targets(wildcards):
+    """Every planned image (one deleted by hand is made again), and the generation report."""
     targets = []
     for c in CHARACTERS:
         plan_file = checkpoints.plan.get(character=c).output[0]
         targets.append(plan_file)
-        targets += [f"results/{c}/images/{shot['key']}.png" for shot in cached_json(plan_file)["shots"]]
-        # The current training fingerprint is a target too, so a changed one is built even
-        # though the LoRA files exist, and train (its non-ancient dependant) reruns.
+        images = [f"results/{c}/images/{shot['key']}.png" for shot in cached_json(plan_file)["shots"]]
+        damaged_to_rebuild(images)
+        targets += images
+        targets.append(f"results/{c}/generation_report.json")
+    return targets
+
+
+def trained_targets(wildcards):
+    """The dataset, the current training's folder (train/<fingerprint>/: a changed fingerprint is a
+    missing folder, and returning to an earlier one finds it done), its evaluation, the delivered LoRA
+    and the model card: one plain `snakemake` brings all of it up to date."""
+    targets = []
+    for c in CHARACTERS:
+        checkpoints.plan.get(character=c)  # the plan first: see above
         selection = checkpoints.select.get(character=c).output[0]
-        targets += [selection, f"results/{c}/kohya/fingerprint/{fingerprint(training_inputs_for(c))}.json"]
-        targets.append(f"results/{c}/lora/{c}.safetensors")
-        targets += evaluation_targets(c)
-        targets += [f"results/{c}/generation_report.json", f"results/{c}/api_usage.json"]
+        fp = fingerprint(training_inputs_for(c))
+        # The dataset is a target of its own: train reads it through an ancient() edge, and when a job
+        # reruns, Snakemake 9.27 looks at the jobs below it only along plain edges; without this, the
+        # missing folder of a new training would go unnoticed in a run that also rebuilds the dataset.
+        targets += [selection, f"results/{c}/dataset", f"results/{c}/dataset_manifest.json"]
+        folder = training_folder(c, fp)
+        damaged_to_rebuild([*epoch_loras(c, fp), f"{folder}/train.toml", f"{folder}/dataset.toml",
+                            f"results/{c}/lora/{c}.safetensors"])
+        # the TOMLs too: train reads them through ancient() edges (see the dataset above)
+        targets += [*kohya_config_outputs(c, fp).values(), *training_outputs(c, fp), f"results/{c}/lora/{c}.safetensors"]
+        targets += evaluation_targets(c, fp)
+        targets.append(f"results/{c}/api_usage.json")
     return targets
 
 
@@ -139,7 +193,7 @@ def final_targets(wildcards):
 def analyze_input(wildcards):
     ch = character(wildcards)
     inputs = {
-        "reference": ch["reference"],
+        "reference": f"results/{wildcards.character}/reference.png",  # as every model sees it
         "description": ch["description"],
         "instruction": config["analyze"]["instruction"],
         "schema": ch["features_schema"],
@@ -154,6 +208,19 @@ def analyze_input(wildcards):
 def analyze_settings(wildcards):
     """What changes the analysis; the device does not."""
     return {k: v for k, v in config["analyze"].items() if k != "device"}
+
+
+# ---- plan ------------------------------------------------------------------------------------
+
+
+def features_schema(wildcards):
+    """The plan reads the schema's "x-synthlora" block: which fields become prompt text."""
+    return character(wildcards)["features_schema"]
+
+
+def consistency_text(wildcards):
+    """The character's fixed consistency text, part of every prompt (and so of every shot key)."""
+    return character(wildcards)["consistency"]
 
 
 # ---- generate --------------------------------------------------------------------------------
@@ -237,6 +304,27 @@ def expected_size(wildcards):
     return [config["plan"]["width"], config["plan"]["height"]]
 
 
+def select_settings(wildcards):
+    """The select config with its derived defaults filled in: the planned size, min_side (half
+    the training resolution) and min_count (half of count)."""
+    from synthlora.selection import min_count_of
+
+    s = config["select"]
+    return {**s, "expected_size": expected_size(wildcards), "min_count": min_count_of(s),
+            "min_side": s["min_side"] if s["min_side"] is not None else int(config["train"]["resolution"]) // 2}
+
+
+def observes_tags():
+    """Whether rule observe tags every candidate before selection (select.observe_tags)."""
+    mode = config["select"]["observe_tags"]
+    return mode == "always" or (mode == "auto" and config["generate"]["backend"] == "folder")
+
+
+def observe_settings(wildcards):
+    """What the observed tags depend on besides the image: the caption model and the vocabulary."""
+    return {"vocabulary": caption_vocabulary(), "instruction": config["caption"]["instruction"],
+            **{k: v for k, v in config["caption"].items() if k in ("backend", "model", "dtype", "openai")}}
+
 
 def select_input(wildcards):
     keys = planned_keys(wildcards)
@@ -248,11 +336,33 @@ def select_input(wildcards):
         "provenance": [f"{base}/images/{k}.json" for k in keys],
         "embeddings": [f"{base}/scores/{k}.embedding.json" for k in keys],
         # The reference only feeds the near-copy guard; it never reaches the dataset.
-        "reference": character(wildcards)["reference"],
+        "reference": f"{base}/reference.png",  # as every model sees it (rule reference)
         "reference_embedding": f"{base}/reference.embedding.json",
         **({"overrides": ch_overrides} if (ch_overrides := character(wildcards).get("overrides")) else {}),
-        **({"answers": [f"{base}/scores/{k}.answers.json" for k in keys]} if config["select"]["vlm_questions"] else {}),
+        **({"answers": [f"{base}/scores/{k}.answers.json" for k in keys]} if asks_questions() else {}),
+        **({"observed": [f"{base}/scores/{k}.tags.json" for k in keys]} if observes_tags() else {}),
     }
+
+
+def ask_questions(wildcards):
+    """What the caption model is asked about one candidate: select.vlm_questions, and with
+    select.feature_checks one question per must-preserve feature its shot's framing shows
+    (question → feature name; None for the vlm_questions)."""
+    questions = {q: None for q in config["select"]["vlm_questions"]}
+    if config["select"]["feature_checks"]:
+        from synthlora.feature_text import feature_questions, prompt_mapping
+        from synthlora.features import load_schema
+
+        schema = character(wildcards)["features_schema"]
+        features = cached_json(f"results/{wildcards.character}/features.json")
+        framing = shot_of(wildcards).get("tags", {}).get("framings")
+        questions.update(feature_questions(features, prompt_mapping(load_schema(schema), schema),
+                                           config["plan"]["framings"].get(framing), config["plan"]["regions"]))
+    return dict(sorted(questions.items()))
+
+
+def asks_questions():
+    return bool(config["select"]["vlm_questions"]) or config["select"]["feature_checks"]
 
 
 # ---- caption / dataset -------------------------------------------------------------------------
@@ -268,23 +378,26 @@ def caption_settings(wildcards):
 
 
 def caption_settings_for(name):
-    return {
-        "trigger": config["characters"][name]["trigger"],
-        "vocabulary": caption_vocabulary(),
-        **{k: v for k, v in config["caption"].items() if k != "device"},
-    }
+    return layout.caption_settings(config, name)
 
 
 def dataset_input(wildcards):
+    """The selected images and their captions. The selection table is ancient(): rewritten with the
+    same selected keys (a new reference, more candidates) it must not rebuild the dataset, and other
+    keys change this job's inputs anyway; it is an input so that the job waits for the checkpoint."""
     keys = selected_of(wildcards)
     base = f"results/{wildcards.character}"
-    return {
-        "selection": f"{base}/selection.tsv",
-        "images": [f"{base}/images/{k}.png" for k in keys],
-        "captions": [f"{base}/captions/{k}.txt" for k in keys],
-        "provenance": [f"{base}/images/{k}.json" for k in keys],
-        "scores": [f"{base}/scores/{k}.json" for k in keys],
-    }
+    return {"selection": ancient(f"{base}/selection.tsv"),
+            "images": [f"{base}/images/{k}.png" for k in keys],
+            "captions": [f"{base}/captions/{k}.txt" for k in keys]}
+
+
+def dataset_manifest_input(wildcards):
+    keys = selected_of(wildcards)
+    base = f"results/{wildcards.character}"
+    return {"selection": f"{base}/selection.tsv",
+            "provenance": [f"{base}/images/{k}.json" for k in keys],
+            "scores": [f"{base}/scores/{k}.json" for k in keys]}
 
 
 # ---- kohya config / train ----------------------------------------------------------------------
@@ -292,11 +405,6 @@ def dataset_input(wildcards):
 
 def dataset_dir(wildcards):
     return f"results/{wildcards.character}/dataset"
-
-
-def lora_dir(wildcards):
-    """Where the trainer writes per-epoch LoRAs (sd-scripts' output_dir)."""
-    return f"results/{wildcards.character}/lora/epochs"
 
 
 try:  # every training value, type and combination is checked before any job runs
@@ -307,78 +415,64 @@ except KohyaConfigError as e:
 SAVED_EPOCHS = saved_epochs(config["train"])
 
 
-def sample_prompts_file(wildcards):
-    return f"results/{wildcards.character}/kohya/sample_prompts.txt"
+def training_folder(character, fp):
+    """Where one training writes: its TOMLs, epochs, state, samples and summary (synthlora.layout)."""
+    return layout.training_folder(character, fp)
 
 
-def epoch_loras(character):
-    return [f"results/{character}/lora/epochs/{checkpoint_name(character, e)}" for e in SAVED_EPOCHS]
+def epoch_loras(character, fp):
+    return [f"{training_folder(character, fp)}/epochs/{checkpoint_name(character, e)}" for e in SAVED_EPOCHS]
 
 
-def delivered_epoch_lora(wildcards):
-    """The evaluation's choice (eval/best.json, rule in synthlora.evaluate.pick_best) and every saved
-    epoch it may name; deliver_lora links the chosen one. ancient(): the LoRAs' content is already
-    named by best.json, so a retrained epoch reaches delivery through a new best.json."""
-    c = wildcards.character
-    return {"best": f"results/{c}/eval/best.json", "loras": [ancient(p) for p in epoch_loras(c)]}
+def training_outputs(character, fp):
+    return [*epoch_loras(character, fp), f"{training_folder(character, fp)}/summary.json"]
 
 
 def training_inputs_for(name):
-    """What the LoRA depends on (needs the selection: call only where the selection is an input)."""
-    return training_inputs(
-        config["train"], name, f"results/{name}/lora/epochs", f"results/{name}/dataset",
-        config["characters"][name]["trigger"],
-        selected_keys(checkpoints.select.get(character=name).output[0]), caption_settings_for(name),
-        f"results/{name}/kohya/sample_prompts.txt",
-    )
+    """What the LoRA depends on (reads the selection: call only after the select checkpoint); the
+    same function names the current training for `synthlora clean`."""
+    return layout.training_inputs_for(config, name, selected_keys(checkpoints.select.get(character=name).output[0]))
 
 
 def training_inputs_of(wildcards):
     return training_inputs_for(wildcards.character)
 
 
-def train_fingerprint(wildcards):
-    return fingerprint(training_inputs_of(wildcards))
+def current_fingerprint(wildcards):
+    return fingerprint(training_inputs_for(wildcards.character))
 
 
-def fingerprint_file(wildcards):
-    return f"results/{wildcards.character}/kohya/fingerprint/{train_fingerprint(wildcards)}.json"
-
-
-def kohya_config_input(wildcards):
-    """kohya_config reruns (cheaply) whenever the dataset does, and takes the fingerprint marker
-    as input: a needrun job is what makes Snakemake build a missing file it needs, so every
-    change of the fingerprint (selection, captions, training values) reaches train this way."""
-    base = f"results/{wildcards.character}"
-    return {
-        "selection": ancient(f"{base}/selection.tsv"),
-        "tag_frequency": f"{base}/tag_frequency.json",
-        "fingerprint": fingerprint_file(wildcards),
-    }
+def kohya_config_outputs(character, fp):
+    folder = training_folder(character, fp)
+    return {"dataset_toml": f"{folder}/dataset.toml", "train_toml": f"{folder}/train.toml",
+            "sample_prompts": f"{folder}/sample_prompts.txt", "fingerprint": f"{folder}/fingerprint.json"}
 
 
 def train_input(wildcards):
-    """The dataset, TOMLs and selection are ancient(): a byte-identical rebuild of them in the same
-    run must not retrain. What does retrain is a new fingerprint. It is a file, not only a param,
-    because Snakemake skips the params check of a job below a needrun job and then does not
-    follow ancient() edges; a missing file it always follows."""
-    base = f"results/{wildcards.character}"
-    return {
-        "selection": ancient(f"{base}/selection.tsv"),
-        "fingerprint": fingerprint_file(wildcards),
-        "dataset": ancient(f"{base}/dataset"),
-        "tag_frequency": ancient(f"{base}/tag_frequency.json"),
-        "dataset_toml": ancient(f"{base}/kohya/dataset.toml"),
-        "train_toml": ancient(f"{base}/kohya/train.toml"),
-        "sample_prompts": ancient(f"{base}/kohya/sample_prompts.txt"),
-        "model": model_input(config["train"]["base_model"]),
-    }
+    """Every input is ancient(): its content is part of the fingerprint that names this job's outputs
+    (the TOMLs and sample prompts of the same folder; the dataset's selected keys, captions' settings,
+    repeats and trigger), so rewriting it with the same content in the same run is no reason to
+    retrain. (The train script checks that the dataset holds exactly the fingerprint's images.)"""
+    made = kohya_config_outputs(wildcards.character, wildcards.fingerprint)
+    return {"dataset": ancient(dataset_dir(wildcards)), **{k: ancient(v) for k, v in made.items()},
+            "model": model_input(config["train"]["base_model"])}
+
+
+def delivered_epoch_lora(wildcards):
+    """The evaluation's choice (best.json, rule in synthlora.evaluate.pick_best) among the current
+    training's epochs; deliver_lora copies the chosen one."""
+    c, fp = wildcards.character, current_fingerprint(wildcards)
+    return {"best": f"results/{c}/eval/{fp}/best.json", "loras": epoch_loras(c, fp)}
 
 
 # ---- evaluate --------------------------------------------------------------------------------
 
 REPORT_PICTURES = ("tag_frequency", "selection_sheet", "loss_curve", "metrics_vs_epoch")
-EVAL_RUNS = [BASE_RUN] + [run_name(e) for e in SAVED_EPOCHS]
+
+
+def eval_runs(fp):
+    """The baseline and every saved epoch of training fp, as evaluation run names (eval/<run>/)."""
+    return [BASE_RUN] + [f"{fp}/{run_name(e)}" for e in SAVED_EPOCHS]
 
 
 def eval_model():
@@ -394,32 +488,32 @@ def eval_render_settings(wildcards):
 
 
 def eval_checkpoint(wildcards):
-    """The checkpoint a run renders with (none for base). Its LoRA file is an input: it changes only
-    when train reruns, which only a changed training fingerprint makes it do."""
+    """The checkpoint a run renders with: none for base, else its training and epoch."""
     if wildcards.run == BASE_RUN:
         return None
-    return {"epoch": int(wildcards.run)}
+    fp, epoch = wildcards.run.split("/")
+    return {"fingerprint": fp, "epoch": int(epoch)}
 
 
 def evaluate_input(wildcards):
     inputs = {"model": model_input(eval_model())}
     if wildcards.run != BASE_RUN:
-        inputs["lora"] = f"results/{wildcards.character}/lora/epochs/{checkpoint_name(wildcards.character, int(wildcards.run))}"
+        fp, epoch = wildcards.run.split("/")
+        inputs["lora"] = f"{training_folder(wildcards.character, fp)}/epochs/{checkpoint_name(wildcards.character, int(epoch))}"
     return inputs
 
 
 def eval_metrics_input(wildcards):
-    """The dataset folder holds the selected images. It is ancient(): train_summary.json stands for
-    its content, being rewritten exactly when the training fingerprint (selection, captions, TOMLs)
-    changed, so a byte-identical rebuild of the dataset measures nothing again. (No checkpoint call
-    here: it left the job's input undetermined when the selection did not run in the same invocation.)"""
+    """A run's test images, measured against the dataset and the reference. For an epoch the dataset
+    is ancient(): the run's path names its training, whose fingerprint names the dataset's content.
+    The baseline's metrics (one file for every training) follow the dataset as it is."""
     base = f"results/{wildcards.character}"
+    dataset = dataset_dir(wildcards)
     return {
         "rendered": f"{base}/eval/{wildcards.run}/outputs.json",
         "rendered_dir": f"{base}/eval/{wildcards.run}/images",
-        "reference": character(wildcards)["reference"],
-        "dataset": ancient(f"{base}/dataset"),
-        "train_summary": f"{base}/lora/train_summary.json",
+        "reference": f"{base}/reference.png",  # as the analysis and the near-copy guard saw it
+        "dataset": dataset if wildcards.run == BASE_RUN else ancient(dataset),
         "embedder": model_input(config["evaluate"]["embedder"]),
     }
 
@@ -443,7 +537,30 @@ def eval_sheet_input(wildcards):
             "rendered_dirs": [f"{base}/{r}/images" for r in runs]}
 
 
-def evaluation_targets(c):
-    return [f"results/{c}/MODEL_CARD.md",
-            *[f"results/{c}/eval/{r}/contact_sheet.png" for r in EVAL_RUNS],
+def eval_summary_input(wildcards):
+    c, fp = wildcards.character, wildcards.fingerprint
+    return {"metrics": [f"results/{c}/eval/{r}/metrics.json" for r in eval_runs(fp)],
+            "train_summary": f"{training_folder(c, fp)}/summary.json"}
+
+
+def report_pictures_input(wildcards):
+    """What the charts show: the selection, the dataset's tags, the current training and its evaluation."""
+    c, fp = wildcards.character, current_fingerprint(wildcards)
+    return {"selection": f"results/{c}/selection.tsv", "tag_frequency": f"results/{c}/tag_frequency.json",
+            "train_summary": f"{training_folder(c, fp)}/summary.json", "metrics": f"results/{c}/eval/{fp}/metrics.tsv"}
+
+
+def model_card_input(wildcards):
+    """What the model card reports: the charts' sources, the training's TOMLs, the evaluation's choice
+    and every run's contact sheet (the delivered epoch's is embedded)."""
+    c, fp = wildcards.character, current_fingerprint(wildcards)
+    folder = training_folder(c, fp)
+    return {**report_pictures_input(wildcards), "best": f"results/{c}/eval/{fp}/best.json",
+            "train_toml": f"{folder}/train.toml", "dataset_toml": f"{folder}/dataset.toml",
+            "contact_sheets": [f"results/{c}/eval/{r}/contact_sheet.png" for r in eval_runs(fp)]}
+
+
+def evaluation_targets(c, fp):
+    return [f"results/{c}/MODEL_CARD.md", f"results/{c}/eval/{fp}/best.json",
+            *[f"results/{c}/eval/{r}/contact_sheet.png" for r in eval_runs(fp)],
             *[f"results/{c}/report/{name}.png" for name in REPORT_PICTURES]]

@@ -1,5 +1,6 @@
 rule evaluate:
-    """Render the test-prompt suites with one checkpoint's LoRA, or without one (run 'base')."""
+    """Render the test-prompt suites with one saved epoch's LoRA (run <fingerprint>/<epoch>), or
+    without one (run 'base', shared by every training)."""
     input:
         unpack(evaluate_input),
     output:
@@ -48,15 +49,15 @@ rule eval_metrics:
 rule eval_summary:
     """One metrics row per checkpoint (and the baseline), the combined score, and the best epoch."""
     input:
-        metrics=expand("results/{{character}}/eval/{run}/metrics.json", run=EVAL_RUNS),
-        train_summary="results/{character}/lora/train_summary.json",
+        unpack(eval_summary_input),
     output:
-        table="results/{character}/eval/metrics.tsv",
-        best="results/{character}/eval/best.json",
-        page=report("results/{character}/eval/metrics.html", category="Evaluation",
-                    caption="../report/metrics.rst"),
+        # update(): a failing job (a new rule, new weights) keeps the last good table and choice
+        table=update("results/{character}/eval/{fingerprint}/metrics.tsv"),
+        best=update("results/{character}/eval/{fingerprint}/best.json"),
+        page=update(report("results/{character}/eval/{fingerprint}/metrics.html", category="Evaluation",
+                           caption="../report/metrics.rst")),
     log:
-        "logs/{character}/eval_summary.log",
+        "logs/{character}/eval_summary/{fingerprint}.log",
     params:
         weights=config["evaluate"]["weights"],
         best_by=config["evaluate"]["best_by"],
@@ -77,7 +78,7 @@ rule eval_sheet:
     output:
         report("results/{character}/eval/{run}/contact_sheet.png", category="Evaluation",
                subcategory="Contact sheets", caption="../report/contact_sheet.rst",
-               labels=lambda w: {"character": w.character, "checkpoint": w.run}),
+               labels=lambda w: {"character": w.character, "checkpoint": w.run.split("/")[-1]}),
     log:
         "logs/{character}/eval_sheet/{run}.log",
     threads: 1
@@ -93,20 +94,16 @@ rule eval_sheet:
 rule report_pictures:
     """Charts of the run: tag frequencies, selection contact sheet, loss curve, metrics per epoch."""
     input:
-        # ancient(): train_summary.json is rewritten exactly when their content changed (see eval_metrics)
-        selection=ancient("results/{character}/selection.tsv"),
-        tag_frequency=ancient("results/{character}/tag_frequency.json"),
-        train_summary="results/{character}/lora/train_summary.json",
-        metrics="results/{character}/eval/metrics.tsv",
+        unpack(report_pictures_input),
     output:
-        tag_frequency=report("results/{character}/report/tag_frequency.png", category="Dataset",
-                             caption="../report/tag_frequency.rst"),
-        selection_sheet=report("results/{character}/report/selection_sheet.png", category="Selection",
-                               caption="../report/selection_sheet.rst"),
-        loss_curve=report("results/{character}/report/loss_curve.png", category="Training",
-                          caption="../report/loss_curve.rst"),
-        metrics_vs_epoch=report("results/{character}/report/metrics_vs_epoch.png", category="Evaluation",
-                                caption="../report/metrics_vs_epoch.rst"),
+        tag_frequency=update(report("results/{character}/report/tag_frequency.png", category="Dataset",
+                                    caption="../report/tag_frequency.rst")),
+        selection_sheet=update(report("results/{character}/report/selection_sheet.png", category="Selection",
+                                      caption="../report/selection_sheet.rst")),
+        loss_curve=update(report("results/{character}/report/loss_curve.png", category="Training",
+                                 caption="../report/loss_curve.rst")),
+        metrics_vs_epoch=update(report("results/{character}/report/metrics_vs_epoch.png", category="Evaluation",
+                                       caption="../report/metrics_vs_epoch.rst")),
     log:
         "logs/{character}/report_pictures.log",
     params:
@@ -125,27 +122,19 @@ rule model_card:
     """MODEL_CARD.md (settings, tag frequencies, metrics per epoch, provenance, license) and provenance.tsv,
     each with an HTML twin that the report shows inline (the card's pictures embedded)."""
     input:
+        unpack(model_card_input),
         lora="results/{character}/lora/{character}.safetensors",
-        best="results/{character}/eval/best.json",
-        metrics="results/{character}/eval/metrics.tsv",
-        # ancient(): train_summary.json is rewritten exactly when their content changed (see eval_metrics)
-        selection=ancient("results/{character}/selection.tsv"),
-        tag_frequency=ancient("results/{character}/tag_frequency.json"),
-        train_summary="results/{character}/lora/train_summary.json",
-        train_toml=ancient("results/{character}/kohya/train.toml"),
-        dataset_toml=ancient("results/{character}/kohya/dataset.toml"),
         api_usage="results/{character}/api_usage.json",
         # pictures the HTML card embeds (the delivered epoch's contact sheet is picked from best.json)
         tag_frequency_chart="results/{character}/report/tag_frequency.png",
         metrics_chart="results/{character}/report/metrics_vs_epoch.png",
-        contact_sheets=expand("results/{{character}}/eval/{run}/contact_sheet.png", run=EVAL_RUNS),
     output:
-        card="results/{character}/MODEL_CARD.md",
-        provenance="results/{character}/provenance.tsv",
-        card_page=report("results/{character}/MODEL_CARD.html", category="Model card",
-                         caption="../report/model_card.rst"),
-        provenance_page=report("results/{character}/provenance.html", category="Provenance",
-                               caption="../report/provenance.rst"),
+        card=update("results/{character}/MODEL_CARD.md"),
+        provenance=update("results/{character}/provenance.tsv"),
+        card_page=update(report("results/{character}/MODEL_CARD.html", category="Model card",
+                                caption="../report/model_card.rst")),
+        provenance_page=update(report("results/{character}/provenance.html", category="Provenance",
+                                      caption="../report/provenance.rst")),
     log:
         "logs/{character}/model_card.log",
     params:

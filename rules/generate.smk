@@ -30,7 +30,8 @@ if uses_api(config, "generate"):
         resources:
             **GENERATE_RESOURCES,
         run:
-            generate_shot_in_thread(log[0], params.shot, config["generate"], input.get("reference"), output.image, output.provenance)
+            generate_shot_in_thread(log[0], params.shot, config["generate"], input.get("reference"), output.image,
+                                    output.provenance, backdrop_colour(params.shot, config))
 
 else:
 

@@ -37,3 +37,5 @@ rule api_usage:
 onsuccess:
     for line in summary_lines([f"results/{c}/generation_report.json" for c in CHARACTERS]):
         print(line)
+    for line in selection_summary_lines([f"results/{c}/selection_summary.json" for c in CHARACTERS]):
+        print(line)

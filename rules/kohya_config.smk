@@ -1,18 +1,21 @@
 rule kohya_config:
-    """Write sd-scripts' dataset.toml and train.toml from the train config."""
+    """Write sd-scripts' dataset.toml and train.toml (and the sample prompts) into the training's
+    folder, named by its fingerprint, with fingerprint.json: what the fingerprint was made of."""
     input:
-        unpack(kohya_config_input),
+        # the selected keys are in the fingerprint that names the outputs (ancient: a rewrite with
+        # the same keys is no reason to rerun); an input so that the job waits for the checkpoint
+        selection=ancient("results/{character}/selection.tsv"),
     output:
-        dataset_toml="results/{character}/kohya/dataset.toml",
-        train_toml="results/{character}/kohya/train.toml",
-        sample_prompts="results/{character}/kohya/sample_prompts.txt",
+        dataset_toml="results/{character}/train/{fingerprint}/dataset.toml",
+        train_toml="results/{character}/train/{fingerprint}/train.toml",
+        sample_prompts="results/{character}/train/{fingerprint}/sample_prompts.txt",
+        fingerprint="results/{character}/train/{fingerprint}/fingerprint.json",
     log:
-        "logs/{character}/kohya_config.log",
+        "logs/{character}/kohya_config/{fingerprint}.log",
     params:
-        train=config["train"],
-        trigger=lambda w: character(w)["trigger"],
-        dataset_dir=dataset_dir,
-        output_dir=lora_dir,
+        # only what the fingerprint holds: another change (train.device, the latent cache) rewrites nothing
+        inputs=training_inputs_of,
+        sample_prompts=sample_prompt_lines(config["train"]),
     threads: 1
     resources:
         mem_mb=500,
@@ -21,23 +24,3 @@ rule kohya_config:
         "../envs/pipeline.yaml"
     script:
         "../scripts/kohya_config.py"
-
-
-rule training_fingerprint:
-    """Record what the LoRA will depend on; a new fingerprint is what makes train rerun."""
-    input:
-        selection=ancient("results/{character}/selection.tsv"),
-    output:
-        "results/{character}/kohya/fingerprint/{fingerprint}.json",
-    log:
-        "logs/{character}/training_fingerprint/{fingerprint}.log",
-    params:
-        inputs=training_inputs_of,
-    threads: 1
-    resources:
-        mem_mb=200,
-        runtime=5,
-    conda:
-        "../envs/pipeline.yaml"
-    script:
-        "../scripts/training_fingerprint.py"

@@ -6,11 +6,11 @@ checkpoint select:
         table="results/{character}/selection.tsv",  # output[0]: rules/common.smk reads the selection from it
         sheet=report("results/{character}/selection.png", category="Selection"),
         page=report("results/{character}/selection.html", category="Selection", caption="../report/selection.rst"),
+        summary="results/{character}/selection_summary.json",
     log:
         "logs/{character}/select.log",
     params:
-        select=config["select"],
-        size=expected_size,
+        select=select_settings,
     threads: 1
     resources:
         mem_mb=1000,

@@ -1,18 +1,18 @@
 rule train:
-    """Train the character LoRA (builtin or kohya sd-scripts, train.backend), keeping one file per
-    saved epoch (kohya key format, ss_* metadata), the loss curve, and a resumable state in lora/state/."""
+    """Train the character LoRA (builtin or kohya sd-scripts, train.backend) into the training's folder,
+    named by its fingerprint: one file per saved epoch (kohya key format, ss_* metadata), the summary,
+    the loss curve, and a resumable state (state/) and sample images (samples/) beside them."""
     input:
         unpack(train_input),
     output:
-        loras=epoch_loras("{character}"),
-        summary="results/{character}/lora/train_summary.json",
-        loss_curve=report("results/{character}/lora/loss_curve.png", category="Training"),
+        loras=epoch_loras("{character}", "{fingerprint}"),
+        summary="results/{character}/train/{fingerprint}/summary.json",
+        loss_curve=report("results/{character}/train/{fingerprint}/loss_curve.png", category="Training"),
     log:
-        "logs/{character}/train.log",
+        "logs/{character}/train/{fingerprint}.log",
     benchmark:
-        "benchmarks/{character}/train.tsv"
+        "benchmarks/{character}/train/{fingerprint}.tsv"
     params:
-        fingerprint=train_fingerprint,
         family=config["train"]["family"],
     threads: workflow.cores
     resources:
@@ -26,12 +26,12 @@ rule train:
 
 
 rule deliver_lora:
-    """Deliver the chosen epoch's LoRA as lora/{character}.safetensors (a copy: Snakemake touches a
-    job's outputs, and through a hard link it would touch the epoch file and re-stale its evaluation)."""
+    """Deliver the chosen epoch of the current training as lora/{character}.safetensors: a copy, so
+    that nothing done to one file reaches the other."""
     input:
         unpack(delivered_epoch_lora),
     output:
-        "results/{character}/lora/{character}.safetensors",
+        update("results/{character}/lora/{character}.safetensors"),  # a failed delivery keeps the last good file
     log:
         "logs/{character}/deliver_lora.log",
     threads: 1

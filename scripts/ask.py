@@ -6,8 +6,12 @@ from synthlora.scripting import job
 from synthlora.selection import ask_yes_no
 
 with job(snakemake):
-    captioner = make_captioner({**snakemake.params.settings, "device": snakemake.config["caption"]["device"]})
-    with Image.open(snakemake.input.image) as im:
-        answers = ask_yes_no(captioner, im.convert("RGB"), snakemake.params.questions)
+    questions = dict(snakemake.params.questions)  # question → must-preserve feature (None: select.vlm_questions)
+    answers = {}
+    if questions:
+        captioner = make_captioner({**snakemake.params.settings, "device": snakemake.config["caption"]["device"]})
+        with Image.open(snakemake.input.image) as im:
+            answers = ask_yes_no(captioner, im.convert("RGB"), list(questions))
     print(answers)
-    write_json(snakemake.output[0], answers)
+    write_json(snakemake.output[0], {"answers": answers,
+                                     "must_preserve": {q: f for q, f in questions.items() if f is not None}})

@@ -3,4 +3,4 @@ from synthlora.scripting import job
 
 with job(snakemake):
     eval_contact_sheet(snakemake.input.rendered, snakemake.input.rendered_dirs, snakemake.output[0],
-                       title=f"{snakemake.wildcards.character}: checkpoint {snakemake.wildcards.run}")
+                       title=f"{snakemake.wildcards.character}: checkpoint {snakemake.wildcards.run.split('/')[-1]}")

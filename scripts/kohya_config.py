@@ -1,14 +1,20 @@
-from synthlora.io import write_text
-from synthlora.kohya import (dataset_toml, sample_prompt_lines, train_toml, validate_dataset, validate_train,
-                             write_toml)
+from pathlib import Path
+
+from synthlora.io import write_json, write_text
+from synthlora.kohya import fingerprint, in_training_folder, validate_dataset, validate_train, write_toml
 from synthlora.scripting import job
 
 with job(snakemake):
-    p = snakemake.params
-    family = p.train["family"]
-    tr = train_toml(p.train, snakemake.wildcards.character, p.output_dir, snakemake.output.sample_prompts)
-    flat = validate_train(tr, family=family)
-    ds = validate_dataset(dataset_toml(p.train, p.dataset_dir, p.trigger), flat_train=flat)
-    write_toml(snakemake.output.dataset_toml, ds)
-    write_toml(snakemake.output.train_toml, tr)
-    write_text(snakemake.output.sample_prompts, sample_prompt_lines(p.train))
+    p, out = snakemake.params, snakemake.output
+    folder = Path(out.train_toml).parent
+    if fingerprint(p.inputs) != snakemake.wildcards.fingerprint:
+        raise RuntimeError(f"{folder} was asked for, but the current training inputs have the fingerprint "
+                           f"{fingerprint(p.inputs)}; run plain `snakemake` to build the current one")
+    # The TOMLs the fingerprint was made of, pointing into this folder instead of its stand-in.
+    tr = in_training_folder(p.inputs["train"], str(folder))
+    flat = validate_train(tr, family=p.inputs["family"])
+    ds = validate_dataset(p.inputs["dataset"], flat_train=flat)
+    write_toml(out.dataset_toml, ds)
+    write_toml(out.train_toml, tr)
+    write_text(out.sample_prompts, p.sample_prompts)
+    write_json(out.fingerprint, p.inputs)

@@ -1,32 +1,40 @@
-import imagehash
-from PIL import Image
+from pathlib import Path
 
-from synthlora.generation import is_failed
-from synthlora.io import read_json, write_text
+from synthlora.candidates import load_candidates, load_reference
+from synthlora.io import write_json, write_text
 from synthlora.report_pages import tsv_page
 from synthlora.scripting import job
-from synthlora.selection import contact_sheet, load_overrides, select, to_tsv
+from synthlora.selection import (TooFewImages, contact_sheet, load_overrides, select, summary, summary_text,
+                                 to_tsv, too_few_message)
 
 with job(snakemake):
-    inp = snakemake.input
-    provenance = [read_json(p) for p in inp.provenance]
-    candidates = [{"key": prov["shot"]["key"], "tags": prov["shot"]["tags"], "source": prov.get("source", "generated"),
-                   "score": read_json(s), "vector": read_json(e)["vector"],
-                   "failed": prov.get("reason", "generation failed") if is_failed(prov) else None}
-                  for prov, s, e in zip(provenance, inp.scores, inp.embeddings)]
-    if "answers" in inp.keys():
-        for c, path in zip(candidates, inp.answers):
-            c["answers"] = read_json(path)
-    with Image.open(inp.reference) as ref:
-        reference = {"phash": str(imagehash.phash(ref.convert("RGB"))),
-                     "vector": read_json(inp.reference_embedding)["vector"]}
+    inp, out, cfg = snakemake.input, snakemake.output, snakemake.params.select
+    character = snakemake.wildcards.character
+    candidates = load_candidates(inp.plan, inp.provenance, inp.scores, inp.embeddings,
+                                 inp.get("answers"), inp.get("observed"))
+    reference = load_reference(inp.reference, inp.reference_embedding)
     overrides = load_overrides(inp.get("overrides"), [c["key"] for c in candidates])
-    cfg = snakemake.params.select
-    size = snakemake.params.size
-    rows = select(candidates, cfg, tuple(size) if size else None, reference, overrides)
-    print(f"selected {sum(r['selected'] for r in rows)} of {len(rows)}")
+    rows = select(candidates, cfg, None, reference, overrides)
+    summ = summary(rows, cfg)
+    for line in summary_text(summ, character):
+        print(line)
     table = to_tsv(rows)
-    write_text(snakemake.output.table, table)
-    write_text(snakemake.output.page, tsv_page(table, f"{snakemake.wildcards.character}: selection of the candidates"))
-    contact_sheet(rows, dict(zip([c["key"] for c in candidates], inp.images)), snakemake.output.sheet,
-                  thumb=cfg["contact_sheet_thumb"])
+    images = dict(zip([c["key"] for c in candidates], inp.images))
+    # Below select.min_count the run stops here; the table and sheet stay beside the outputs
+    # (Snakemake removes a failed job's outputs) so the user can see why.
+    too_few = Path(out.table).with_name("selection.too_few.tsv"), Path(out.sheet).with_name("selection.too_few.png")
+    if summ["passed"] < summ["min_count"]:
+        write_text(too_few[0], table)
+        contact_sheet(rows, images, too_few[1], thumb=cfg["contact_sheet_thumb"], summ=summ,
+                      title=f"{character}: too few candidates passed")
+        message = too_few_message(summ, character, str(too_few[0]), str(too_few[1]))
+        print(message)
+        raise TooFewImages(message)
+    for path in too_few:
+        path.unlink(missing_ok=True)
+    write_text(out.table, table)
+    write_json(out.summary, summ)
+    write_text(out.page, tsv_page(table, f"{character}: selection of the candidates",
+                                  notes=summary_text(summ)))
+    contact_sheet(rows, images, out.sheet, thumb=cfg["contact_sheet_thumb"], summ=summ,
+                  title=f"{character}: selection")

@@ -55,6 +55,9 @@ class StandIn:
         self.faults: list[Fault] = []
         self.in_flight = 0
         self.max_in_flight = 0  # most requests answered at once: the concurrency the client side allowed
+        # (words, answer): a yes/no question (listed as 'answer_N: question' in the request) that
+        # contains the words gets this answer; the others a deterministic sample
+        self.yes_no: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         standin = self
 
@@ -219,6 +222,12 @@ class _Handler(BaseHTTPRequestHandler):
                                    param="response_format", code="invalid_json_schema")
         seed = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
         answer = sample(schema, random.Random(seed), schema)
+        if self.api.yes_no and isinstance(answer, dict):
+            text = json.dumps(messages)
+            for slot, question in re.findall(r"(answer_\d+): (.*?)(?:\\n|\"|$)", text):
+                for words, reply in self.api.yes_no:
+                    if slot in answer and words in question:
+                        answer[slot] = reply
         return self._reply(200, _completion(body["model"], json.dumps(answer)))
 
     # ---- images -------------------------------------------------------------------------

@@ -96,6 +96,7 @@ def test_unsafe_character_names(project, name):
 
 def test_invalid_manual_features_fail_naming_the_violation(project):
     built = {k: v for k, v in results_state(project).items() if "/images/" in k or "/lora/" in k}
+    last_good = project.path("results/mira/features.json").read_bytes()
     features = project.path("characters/mira/features.json")
     data = json.loads(features.read_text())
     del data["object"][0]["position"]
@@ -106,6 +107,8 @@ def test_invalid_manual_features_fail_naming_the_violation(project):
     assert project.jobs(proc) == {"analyze": 1}
     after = results_state(project)
     assert all(after.get(k) == v for k, v in built.items()), "images and LoRAs survive a failed analysis"
+    # and the last good analysis itself: kept until a new one is complete (update() in rules/analyze.smk)
+    assert project.path("results/mira/features.json").read_bytes() == last_good
 
 
 @pytest.mark.parametrize("overlay, needles", [
@@ -121,3 +124,29 @@ def test_names_inside_maps_are_checked_at_start_up(project, overlay, needles):
     when a name is misspelt or unusable, naming the key and the choices, not after training."""
     project.path("config/maps.yaml").write_text(overlay)
     fails_before_any_job(project, *needles, configfiles=(*TEST_CONFIG, "config/maps.yaml"))
+
+
+@pytest.mark.parametrize("trigger, needle", [("mira/sl", "'/'"), ("mira_sl ", "space"), ("mira\tsl", "control characters"),
+                                             ("m" * 101, "longer than 100 bytes")])
+def test_unusable_trigger_words_fail_at_start_up(project, trigger, needle):
+    """A trigger names the dataset folder and starts every caption: one that cannot fails before any
+    job, not in the dataset job after generation (deleting the last good dataset)."""
+    files = set_character(project, trigger=trigger)
+    fails_before_any_job(project, "characters.mira.trigger", needle, configfiles=files)
+
+
+@pytest.mark.parametrize("text, needles", [
+    ("include: [3f9c0a1b2c3d4e5f\n", ["overrides.yaml", "not valid YAML"]),
+    ("inclde: [3f9c0a1b2c3d4e5f]\n", ["overrides.yaml", "'inclde'"]),
+    ("exclude: [pretty-one]\n", ["overrides.yaml", "'pretty-one'", "16 hex digits"]),
+])
+def test_malformed_overrides_fail_at_start_up(project, text, needles):
+    """Not after generation and scoring in the select job (which removed the old selection)."""
+    project.path("characters/mira/overrides.yaml").write_text(text)
+    files = set_character(project, overrides="characters/mira/overrides.yaml")
+    fails_before_any_job(project, "characters.mira.overrides", *needles, configfiles=files)
+
+
+def test_overlong_character_name_fails_at_start_up(project):
+    files = set_character(project, name="m" * 65)
+    fails_before_any_job(project, "longer than 64", configfiles=files)

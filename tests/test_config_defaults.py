@@ -7,6 +7,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from conftest import _env
 from synthlora.cli import main as cli
 from synthlora.config import BACKEND_MODELS, ConfigError, load_config
 
@@ -90,7 +91,7 @@ def test_every_run_says_which_config_files_it_read(fresh):
 
     # no --configfile: the demo; no --cores: profiles/default gives them (a report needs them too)
     demo = subprocess.run([sys.executable, "-m", "snakemake", "--report", "report.html"], cwd=fresh.root,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=_env())
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert (fresh.root / "report.html").stat().st_size > 0
     assert "config files read: config/config.yaml\n" in demo.stdout + demo.stderr

@@ -15,14 +15,15 @@ from click.testing import CliRunner
 from synthlora.cli import main as cli
 from synthlora.evaluate import METRICS, read_tsv
 from conftest import TEST_CONFIG
+from training_paths import evaluation, training
 
 pytestmark = pytest.mark.workflow
 
 RUNS = ["base", "000001", "000002"]  # config/test.yaml: 2 epochs, each saved
 
 
-def metrics_rows(wf):
-    return read_tsv(wf.path("results/mira/eval/metrics.tsv"))
+def metrics_rows(wf, configfiles=TEST_CONFIG):
+    return read_tsv(evaluation(wf, configfiles) / "metrics.tsv")
 
 
 def test_every_checkpoint_has_finite_metrics_for_every_test_image(finished):
@@ -31,11 +32,12 @@ def test_every_checkpoint_has_finite_metrics_for_every_test_image(finished):
     for r in rows:
         for m in (*METRICS, "combined"):
             assert math.isfinite(float(r[m])), (r["run"], m, r[m])
-    for run in RUNS:
-        per_image = json.loads(finished.path(f"results/mira/eval/{run}/metrics.json").read_text())["images"]
+    for run in RUNS:  # eval/base/ serves every training; an epoch's run is eval/<fingerprint>/<epoch>/
+        folder = finished.path("results/mira/eval/base") if run == "base" else evaluation(finished) / run
+        per_image = json.loads((folder / "metrics.json").read_text())["images"]
         assert sorted(i["suite"] for i in per_image) == ["consistency", "context", "flexibility"]
         assert all(math.isfinite(i[m]) for i in per_image for m in ("identity_dataset", "prompt_adherence"))
-        assert finished.path(f"results/mira/eval/{run}/contact_sheet.png").read_bytes()[:4] == b"\x89PNG"
+        assert (folder / "contact_sheet.png").read_bytes()[:4] == b"\x89PNG"
     assert rows[1]["step"] == "3" and rows[2]["step"] == "6"
 
 
@@ -43,17 +45,19 @@ def test_the_best_epoch_by_the_configured_rule_is_delivered_and_the_others_kept(
     epochs = [r for r in metrics_rows(finished) if r["run"] != "base"]
     top = max(float(r["combined"]) for r in epochs)
     expected = min(int(r["epoch"]) for r in epochs if float(r["combined"]) == top)  # ties: earlier epoch
-    best = json.loads(finished.path("results/mira/eval/best.json").read_text())
+    best = json.loads((evaluation(finished) / "best.json").read_text())
     assert best["epoch"] == expected and best["best_by"] == "combined"
     assert [r["epoch"] for r in epochs if r["best"] == "yes"] == [str(expected)]
-    lora = finished.path("results/mira/lora")
-    assert (lora / "mira.safetensors").read_bytes() == (lora / f"epochs/mira-{expected:06d}.safetensors").read_bytes()
-    assert sorted(p.name for p in (lora / "epochs").glob("*.safetensors")) == \
+    epochs_dir = training(finished) / "epochs"
+    delivered = finished.path("results/mira/lora/mira.safetensors")
+    assert delivered.read_bytes() == (epochs_dir / f"mira-{expected:06d}.safetensors").read_bytes()
+    assert delivered.stat().st_ino != (epochs_dir / f"mira-{expected:06d}.safetensors").stat().st_ino  # a copy
+    assert sorted(p.name for p in epochs_dir.glob("*.safetensors")) == \
         ["mira-000001.safetensors", "mira-000002.safetensors"]
 
 
 def test_a_new_best_rule_redelivers_without_rendering_or_measuring_again(project):
-    sheet = project.path("results/mira/eval/000001/images")
+    sheet = evaluation(project) / "000001" / "images"
     before = {p.name: p.stat().st_mtime_ns for p in sheet.iterdir()}
     # Lowest sharpness wins nothing here: pick by sharpness (highest), a rule the combined score may disagree with.
     project.path("config/pick.yaml").write_text("evaluate:\n  best_by: sharpness\n")
@@ -64,8 +68,8 @@ def test_a_new_best_rule_redelivers_without_rendering_or_measuring_again(project
     epochs = [r for r in metrics_rows(project) if r["run"] != "base"]
     top = max(float(r["sharpness"]) for r in epochs)
     expected = min(int(r["epoch"]) for r in epochs if float(r["sharpness"]) == top)
-    lora = project.path("results/mira/lora")
-    assert (lora / "mira.safetensors").read_bytes() == (lora / f"epochs/mira-{expected:06d}.safetensors").read_bytes()
+    delivered = project.path("results/mira/lora/mira.safetensors")
+    assert delivered.read_bytes() == (training(project) / f"epochs/mira-{expected:06d}.safetensors").read_bytes()
     assert {p.name: p.stat().st_mtime_ns for p in sheet.iterdir()} == before
     assert f"= epoch {expected} of 2" in project.path("results/mira/MODEL_CARD.md").read_text()
 
@@ -99,7 +103,7 @@ def test_the_report_shows_every_category_with_its_tables_card_and_pictures_inlin
     assert all(by_name[n]["mime_type"] == "text/html" for n in pages)
     metrics = _rows(pages["metrics.html"])
     assert metrics[0][:4] == ["run", "epoch", "step", "identity_dataset"] and len(metrics) == 4
-    assert metrics == [r.split("\t") for r in finished.path("results/mira/eval/metrics.tsv").read_text().splitlines()]
+    assert metrics == [r.split("\t") for r in (evaluation(finished) / "metrics.tsv").read_text().splitlines()]
     selection = _rows(pages["selection.html"])
     assert selection[0][:3] == ["key", "selected", "reason"] and len(selection) == 9
     provenance = _rows(pages["provenance.html"])
@@ -143,7 +147,7 @@ def test_cli_show_prints_plan_selection_and_metrics(finished):
     res = CliRunner().invoke(cli, ["show", "mira", "--root", str(finished.root)])
     assert res.exit_code == 0, res.output
     assert "plan (8 shots)" in res.output and "selection (6 of 8 selected)" in res.output
-    best = json.loads(finished.path("results/mira/eval/best.json").read_text())["epoch"]
+    best = json.loads((evaluation(finished) / "best.json").read_text())["epoch"]
     assert f"= epoch {best}" in res.output
     assert re.search(r"^000002\s+6\s", res.output, re.M)
 

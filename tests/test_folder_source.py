@@ -35,3 +35,21 @@ def test_missing_or_empty_folder_is_a_clear_error(tmp_path):
         folder_plan(tmp_path / "nope")
     with pytest.raises(FolderError, match="holds no .png"):
         folder_plan(tmp_path)
+
+
+def test_identical_files_are_one_shot_and_the_copies_are_listed(tmp_path):
+    figure(1, size=32).save(tmp_path / "a.png")
+    (tmp_path / "b_copy.png").write_bytes((tmp_path / "a.png").read_bytes())
+    figure(2, size=32).save(tmp_path / "c.png")
+    plan = folder_plan(tmp_path)
+    assert [s["source_file"] for s in plan["shots"]] == [str(tmp_path / "a.png"), str(tmp_path / "c.png")]
+    assert plan["identical_files"] == {plan["shots"][0]["key"]: [str(tmp_path / "b_copy.png")]}
+
+
+def test_an_unusable_file_fails_its_shot_naming_the_file(tmp_path):
+    from synthlora.backends.base import ShotFailed
+
+    (tmp_path / "notes.png").write_text("not an image")
+    shot = folder_plan(tmp_path)["shots"][0]
+    with pytest.raises(ShotFailed, match=r"notes\.png: not a picture"):
+        FolderGenerator().generate(shot)

@@ -14,6 +14,7 @@ from safetensors import safe_open
 from synthlora.features import validation_problem
 from synthlora.selection import selected_keys
 from conftest import TEST_CONFIG
+from training_paths import training
 
 pytestmark = pytest.mark.workflow
 
@@ -46,14 +47,17 @@ def test_full_run_builds_every_artifact(finished):
     for key in selected:
         caption = (subset / f"{key}.txt").read_text()
         assert caption.startswith("mira_sl, "), caption
-        # hard link, not a copy
-        assert (subset / f"{key}.png").stat().st_ino == (base / "images" / f"{key}.png").stat().st_ino
+        # a copy, not a hard link: damage to one must not reach the other
+        image, copied = base / "images" / f"{key}.png", subset / f"{key}.png"
+        assert copied.read_bytes() == image.read_bytes() and copied.stat().st_ino != image.stat().st_ino
     freq = json.loads((base / "tag_frequency.json").read_text())
     assert freq["mira_sl"] == 6
-    assert (base / "kohya" / "dataset.toml").is_file() and (base / "kohya" / "train.toml").is_file()
-    epochs = sorted((base / "lora" / "epochs").glob("*.safetensors"))
+    folder = training(finished)  # results/mira/train/<fingerprint>/
+    assert (folder / "dataset.toml").is_file() and (folder / "train.toml").is_file()
+    assert json.loads((folder / "fingerprint.json").read_text())["images"] == sorted(selected)
+    epochs = sorted((folder / "epochs").glob("*.safetensors"))
     assert [p.name for p in epochs] == ["mira-000001.safetensors", "mira-000002.safetensors"]
-    best = json.loads((base / "eval" / "best.json").read_text())["epoch"]  # evaluation picks the epoch
+    best = json.loads((base / "eval" / folder.name / "best.json").read_text())["epoch"]  # evaluation picks the epoch
     assert (base / "lora" / "mira.safetensors").read_bytes() == epochs[best - 1].read_bytes()
     with safe_open(base / "lora" / "mira.safetensors", "pt") as f:
         keys = list(f.keys())
@@ -83,10 +87,11 @@ def test_one_invocation_keeps_selection_dataset_and_training_consistent(project)
     assert len(plan_shots(project)) == 12 and jobs["generate"] == 4
     assert dataset_keys(project) == sorted(after)
     assert jobs["train"] == int(sorted(after) != sorted(before)), (jobs, before, after)
-    summary = json.loads(project.path("results/mira/lora/train_summary.json").read_text())
+    summary = json.loads((training(project, (*TEST_CONFIG, "config/more.yaml")) / "summary.json").read_text())
     with safe_open(project.path("results/mira/lora/mira.safetensors"), "pt") as f:
         assert int(f.metadata()["ss_num_train_images"]) == len(after)
     assert summary["checkpoints"]
+    assert "Nothing to be done" in project.snakemake("-n", configfiles=(*TEST_CONFIG, "config/more.yaml")).output
 
 
 def test_four_more_candidates_generate_exactly_four_images(project):
@@ -163,20 +168,50 @@ def test_deleting_one_image_regenerates_exactly_that_image(project):
 def test_light_rules_never_import_torch(project, no_torch_hook):
     """plan, select, dataset and kohya_config run under an import hook that forbids torch."""
     hook = no_torch_hook
-    run = project.snakemake("--forcerun", "plan", "select", "dataset", "kohya_config", env={"PYTHONPATH": str(hook)})
-    assert dict(project.jobs(run)) == {"plan": 1, "select": 1, "dataset": 1, "kohya_config": 1}
+    # a rebuilt dataset is measured again by eval_metrics (the baseline), which is not a light rule
+    run = project.snakemake("--forcerun", "plan", "select", "dataset", "kohya_config", "--omit-from", "eval_metrics",
+                            env={"PYTHONPATH": str(hook)})
+    jobs = project.jobs(run)
+    assert {rule: jobs[rule] for rule in ("plan", "select", "dataset", "kohya_config")} == \
+        {"plan": 1, "select": 1, "dataset": 1, "kohya_config": 1}, jobs
+    assert not jobs["train"] and not jobs["evaluate"], jobs
 
 
-def test_changed_training_value_retrains_once(project):
-    """A hyperparameter edit with everything upstream current: train reruns, nothing before it."""
+def test_changed_training_value_retrains_once_and_going_back_is_free(project):
+    """A hyperparameter edit with everything upstream current: one plain invocation trains a new
+    folder and evaluates its epochs, nothing before it; going back to the old value trains nothing
+    (its folder is still there) and only delivers again."""
+    old_folder = training(project)
     project.path("config/dim.yaml").write_text("train:\n  network_dim: 8\n  network_alpha: 4.0\n")
     files = (*TEST_CONFIG, "config/dim.yaml")
     run = project.snakemake(configfiles=files)
     jobs = project.jobs(run)
-    assert jobs["train"] == 1 and jobs["generate"] == 0 and jobs["caption"] == 0, jobs
+    assert jobs["train"] == 1 and jobs["evaluate"] == 2 and jobs["eval_metrics"] == 2, jobs  # baseline kept
+    assert jobs["generate"] == 0 and jobs["caption"] == 0 and jobs["dataset"] == 0, jobs
+    assert training(project, files) != old_folder and old_folder.is_dir()
     with safe_open(project.path("results/mira/lora/mira.safetensors"), "pt") as f:
         assert f.metadata()["ss_network_dim"] == "8"
-    # The retrained epochs were evaluated in the same run: nothing is left for the next one.
-    # (It was, while the delivered LoRA was a hard link to its epoch file: Snakemake touches a
-    # job's outputs, so delivering re-staled that epoch's evaluation.)
     assert "Nothing to be done" in project.snakemake("-n", configfiles=files).output
+
+    back = project.snakemake()
+    jobs = project.jobs(back)
+    assert not (jobs["train"] or jobs["evaluate"] or jobs["eval_metrics"]), jobs
+    assert jobs["deliver_lora"] == 1, jobs
+    with safe_open(project.path("results/mira/lora/mira.safetensors"), "pt") as f:
+        assert f.metadata()["ss_network_dim"] == "4"
+    assert "Nothing to be done" in project.snakemake("-n").output
+
+
+def test_new_reference_image_measures_the_evaluation_again_in_one_invocation(project):
+    """The reference feeds the near-copy guard and the evaluation's identity_reference: a new one
+    reruns those, in the same invocation, and renders or trains nothing."""
+    from PIL import Image, ImageOps
+
+    ref = project.path("characters/mira/reference.png")
+    with Image.open(ref) as im:
+        ImageOps.mirror(im.convert("RGB")).save(ref)
+    run = project.snakemake()
+    jobs = project.jobs(run)
+    assert jobs["embed_reference"] == 1 and jobs["select"] == 1 and jobs["eval_metrics"] == 3, jobs
+    assert not (jobs["generate"] or jobs["train"] or jobs["evaluate"]), jobs
+    assert "Nothing to be done" in project.snakemake("-n").output

@@ -11,6 +11,7 @@ import pytest
 
 from synthlora.kohya import KohyaConfigError, dataset_toml, train_toml, write_toml
 from conftest import TEST_CONFIG
+from training_paths import training
 
 FAKE = Path(__file__).resolve().parent / "fake_sd_scripts"
 CFG = {"base_model": "m", "resolution": 64, "num_repeats": 1, "batch_size": 1, "max_train_epochs": 3,
@@ -83,25 +84,18 @@ def test_workflow_trains_with_kohya_backend_sd15(project, tmp_path):
     cfg.write_text(json.dumps({"train": {"backend": "kohya", "family": "sd15", "clip_skip": 2,
                                          "base_model": "resources/demo-models/sd15", "kohya": KOHYA}}))
     argv = tmp_path / "argv.json"
-    import shutil
-
+    files = (*TEST_CONFIG, str(cfg))
     # Training outputs only: the stand-in's LoRA is a placeholder that evaluation cannot render with.
-    TARGETS = ("results/mira/selection.tsv", "results/mira/lora/train_summary.json")
-
-    # Snakemake 9.27 does not rerun train on a changed param here (input <TBD>, reported): start
-    # the LoRA over instead
-    shutil.rmtree(project.path("results/mira/lora"))
-    # Snakemake 9.27 schedules train only once kohya_config is current (its input is <TBD> while
-    # kohya_config reruns; reported): a second invocation trains
-    runs = [project.snakemake(*TARGETS, configfiles=(*TEST_CONFIG, str(cfg)), env={"FAKE_SD_ARGV": str(argv)})
-            for _ in range(2)]
-    assert sum(project.jobs(r)["train"] for r in runs) == 1, runs[-1].output[-3000:]
+    folder = training(project, files)
+    target = str((folder / "summary.json").relative_to(project.root))
+    run = project.snakemake(target, configfiles=files, env={"FAKE_SD_ARGV": str(argv)})
+    assert project.jobs(run)["train"] == 1, run.output[-3000:]
     launched = json.loads(argv.read_text())
     assert Path(launched["argv"][0]).name == "train_network.py"
     assert launched["flat"]["clip_skip"] == 2 and launched["flat"]["network_alpha"] == 2.0
-    log = project.path("logs/mira/train.log").read_text()
+    log = project.path(f"logs/mira/train/{folder.name}.log").read_text()
     assert "avr_loss=" in log and "accelerate.commands.launch" in log
-    summary = json.loads(project.path("results/mira/lora/train_summary.json").read_text())
+    summary = json.loads((folder / "summary.json").read_text())
     assert summary["backend"] == "kohya" and [c["epoch"] for c in summary["checkpoints"]] == [1, 2]
     assert all(project.path(c["path"]).is_file() for c in summary["checkpoints"])
-    assert project.path("results/mira/lora/loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (folder / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -63,8 +63,7 @@ def test_position_words_map_to_regions():
     assert regions_of("torso and arms", regions) == {"torso", "arms"}
     # an object whose position names no region is described everywhere
     framing = {"shows": ["head"]}
-    assert visible_objects({"object": [{"name": "aura", "description": "glow", "position": "around her"}]},
-                           framing, regions)
+    assert visible_objects([{"name": "aura", "text": "aura: glow", "position": "around her"}], framing, regions)
 
 
 def test_key_names_pixel_inputs_only():

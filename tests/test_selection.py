@@ -93,9 +93,10 @@ def test_selection_keeps_the_plan_spread_and_breaks_ties_by_quality(constructed,
     rows = select(cands, s, (96, 96), constructed["reference"])
     chosen = [r for r in rows if r["selected"]]
     assert sorted(r["view"] for r in chosen) == ["from behind"] * 2 + ["from side"] * 2 + ["front view"] * 2
-    fronts = sorted((r for r in rows if r["view"] == "front view"), key=lambda r: -r["score"])
-    assert [r["selected"] for r in fronts] == [True, True] + [False] * 6, "the best front views are the ones kept"
-    assert all("not needed" in r["reason"] for r in fronts[2:])
+    fronts = [r for r in rows if r["view"] == "front view"]
+    kept, dropped = [r for r in fronts if r["selected"]], [r for r in fronts if not r["selected"]]
+    assert min(r["score"] for r in kept) >= max(r["score"] for r in dropped), "the best front views are the ones kept"
+    assert all("not needed" in r["reason"] for r in dropped)
 
 
 def test_identity_keeps_the_largest_cluster_even_when_a_smaller_one_is_tighter():
@@ -140,14 +141,12 @@ def test_table_and_contact_sheet_explain_every_candidate(constructed, defaults, 
             "figures", "border_rgb"} <= set(back[0])
     assert all(r["reason"] for r in back)
     sheet = tmp_path / "sheet.png"
-    contact_sheet(rows, {c["key"]: c["path"] for c in constructed["candidates"]}, sheet, thumb=64, columns=6)
+    corners = contact_sheet(rows, {c["key"]: c["path"] for c in constructed["candidates"]}, sheet, thumb=64, columns=6)
     with Image.open(sheet) as im:
         arr = np.asarray(im.convert("RGB"))
-    tile_w, tile_h = 64 + 8, 64 + 8 + 52
-    assert im.size == (6 * tile_w, -(-len(rows) // 6) * tile_h)
-    for i, r in enumerate(rows):  # each frame's colour says selected (green) or rejected (red)
-        x, y = (i % 6) * tile_w + 1, (i // 6) * tile_h + 1
-        red, green, _ = arr[y, x]
+    assert im.width == 6 * (64 + 8) and len(corners) == len(rows)
+    for (x, y), r in zip(corners, rows):  # each frame's colour says selected (green) or rejected (red)
+        red, green, _ = arr[y + 1, x + 1]
         assert (green > red) == r["selected"], r["key"]
 
 

@@ -21,8 +21,8 @@ pytestmark = pytest.mark.workflow
 
 JOBCOMP = Path(os.environ.get("SYNTHLORA_SLURM_STATE", "/var/lib/synthlora-slurm")) / "jobcomp.log"  # up.sh's
 # Rules the Snakefile keeps on the submitting machine (`localrules`, and analyze with 'manual').
-LOCAL_RULES = {"analyze", "build_demo_models", "plan", "generation_report", "api_usage", "select", "dataset", "kohya_config",
-               "training_fingerprint", "deliver_lora", "eval_summary", "eval_sheet", "report_pictures", "model_card"}
+LOCAL_RULES = {"analyze", "build_demo_models", "reference", "plan", "generation_report", "api_usage", "select", "dataset", "kohya_config",
+               "dataset_manifest", "deliver_lora", "eval_summary", "eval_sheet", "report_pictures", "model_card"}
 
 
 def _cluster_up() -> bool:
@@ -94,7 +94,7 @@ def test_failed_cluster_job_names_its_slurm_log_and_stops_cleanly(cluster_runs):
     assert not list(wf.path(".snakemake/locks").glob("*"))
     # What did not depend on training was finished on the cluster.
     assert len(list(wf.path("results/mira/images").glob("*.png"))) == 4
-    assert wf.path("results/mira/kohya/train.toml").exists()
+    assert len(list(wf.root.glob("results/mira/train/*/train.toml"))) == 1
 
 
 def test_rerun_after_the_fix_resumes_without_redoing_finished_jobs(cluster_runs):
@@ -135,7 +135,7 @@ def test_every_cluster_job_ran_as_a_slurm_job_and_completed(cluster_runs):
 
 def test_training_job_asked_for_a_gpu_and_got_one(cluster_runs):
     wf, _, _, resumed, _ = cluster_runs
-    header = wf.path("logs/mira/train.log").read_text().splitlines()[0]
+    header = next(wf.root.glob("logs/mira/train/*.log")).read_text().splitlines()[0]
     assert re.search(r"SLURM job \d+ \(partition gpu\), CUDA_VISIBLE_DEVICES=\d", header), header
     train_job = next(j for j, log in _submitted(resumed.output).items() if "rule_train" in log)
     assert _records(wf.root)[train_job]["Partition"] == "gpu"

@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
+
+# kohya sd-scripts reads this many caption tokens when max_token_length is not set (train.toml
+# does not set it): CLIP's 77 less the start and end tokens. Tokens past it are not trained on.
+SD_SCRIPTS_CAPTION_TOKENS = 75
+# CLIP's pre-tokenizer (its regex, with \p{L} and \p{N} in Python's terms): each piece is at least one token.
+_CLIP_PIECES = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|(?:[^\s\w]|_)+")
+
+
+def clip_tokens_at_least(text: str) -> int:
+    """A lower bound of the CLIP tokens of ``text`` without loading a tokenizer: its word and
+    punctuation pieces (a common English word is one token; a rare one is several)."""
+    return len(_CLIP_PIECES.findall(text.lower()))
 
 
 def format_caption(trigger: str, always: list[str], tags: dict[str, str], categories: list[str]) -> str:

@@ -1,5 +1,6 @@
 """``synthlora``: scaffold a character (``new``), check a setup without running anything
-(``check``), print the effective config (``config``), and print a character's plan, selection and metrics as tables (``show``).
+(``check``), print the effective config (``config``), print a character's plan, selection and metrics as tables (``show``),
+and list or remove what the current plan and training no longer name (``clean``).
 
 The workflow itself runs with ``snakemake``; this is the small tool around it.
 """
@@ -58,8 +59,10 @@ def new(name, reference, description, trigger, config_file, root, force):
     root = Path(root)
     if not NAME.match(name):
         raise click.BadParameter("use letters, digits, '_' and '-' only (it becomes a directory name)", param_hint="NAME")
-    if "," in trigger or not trigger.strip() or trigger != trigger.strip():
-        raise click.BadParameter("no commas and no surrounding spaces", param_hint="--trigger")
+    from synthlora.config import trigger_problem
+
+    if trigger_problem(trigger):
+        raise click.BadParameter(trigger_problem(trigger), param_hint="--trigger")
     cfg_path = root / config_file
     cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.exists() else {}
     cfg = cfg or {}
@@ -250,17 +253,52 @@ def show(name, root, limit):
                                 [[r["key"], "yes" if r["selected"] else "no", r["reason"]] for r in cut(rows)], 80))
     else:
         click.echo("\nselection: not built yet")
-    metrics = base / "eval" / "metrics.tsv"
+    # eval/<fingerprint>/metrics.tsv, one per training: the newest is the current training's
+    tables = sorted(base.glob("eval/*/metrics.tsv"), key=lambda p: p.stat().st_mtime)
+    metrics = tables[-1] if tables else base / "eval" / "metrics.tsv"
     if metrics.is_file():
         rows = read_metrics(metrics)
         cols = ["run", "step", "identity_dataset", "identity_reference", "prompt_adherence", "failure_rate", "combined", "best"]
-        click.echo("\nevaluation (run 'base' = without the LoRA)")
+        click.echo(f"\nevaluation of training {metrics.parent.name} (run 'base' = without the LoRA)")
         click.echo(format_table(cols, [[r[c] for c in cols] for r in rows]))
         best = next((r for r in rows if r["best"] == "yes"), None)
         if best:
             click.echo(f"delivered: results/{name}/lora/{name}.safetensors = epoch {int(best['epoch'])}")
     else:
         click.echo("\nevaluation: not built yet")
+
+
+# ---- clean -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--configfile", "configfiles", multiple=True, help="Config file(s), as for snakemake; none: the demo.")
+@click.option("--root", default=".", type=click.Path(file_okay=False), help="Workflow directory.")
+@click.option("--yes", is_flag=True, help="Delete what is listed (without it, nothing is deleted).")
+def clean(configfiles, root, yes):
+    """List what the current plan and training no longer name (images, scores and captions of keys no
+    longer planned, other trainings' folders and evaluations, damaged files set aside); --yes deletes it.
+
+    Old trainings are kept until then: going back to their settings reuses them without training."""
+    from synthlora.config import ConfigError, load_config
+    from synthlora.layout import remove, stale_files
+
+    try:
+        config = load_config(configfiles, root)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    rows = stale_files(config, root)
+    if not rows:
+        click.echo("nothing to clean: every file is named by the current plan and training")
+        return
+    click.echo(format_table(["path", "MiB", "why"], [[str(Path(p).relative_to(root)), f"{n / 2**20:.1f}", why]
+                                                      for p, n, why in rows], max_width=100))
+    total = sum(n for _, n, _ in rows) / 2**20
+    if not yes:
+        click.echo(f"{len(rows)} paths, {total:.1f} MiB; nothing deleted (dry run): add --yes to delete them")
+        return
+    remove([p for p, _, _ in rows])
+    click.echo(f"deleted {len(rows)} paths, {total:.1f} MiB")
 
 
 if __name__ == "__main__":

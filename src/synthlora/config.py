@@ -7,7 +7,10 @@ import copy
 import re
 from pathlib import Path
 
+from synthlora.captions import SD_SCRIPTS_CAPTION_TOKENS, clip_tokens_at_least, format_caption
+from synthlora.feature_text import prompt_mapping
 from synthlora.features import FeaturesError, load_schema
+from synthlora.plan import template_problem
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -151,6 +154,78 @@ def check_reference(path: str | Path, max_bytes: int, max_pixels: int, key: str)
                           "export it again as PNG or JPEG") from None
 
 
+def check_caption_length(config: dict, name: str) -> None:
+    """The longest caption the tag vocabulary allows must fit the 75 tokens sd-scripts trains on
+    (max_token_length unset in train.toml); the words past them would silently not be learnt."""
+    caption = config["caption"]
+    longest = {cat: max(config["plan"][cat], key=clip_tokens_at_least) for cat in caption["categories"] if config["plan"][cat]}
+    text = format_caption(config["characters"][name]["trigger"], caption["always"], longest, caption["categories"])
+    tokens = clip_tokens_at_least(text)
+    if tokens > SD_SCRIPTS_CAPTION_TOKENS:
+        raise ConfigError(f"characters.{name}: the longest caption the tags allow, {text!r}, has at least {tokens} "
+                          f"CLIP tokens, over the {SD_SCRIPTS_CAPTION_TOKENS} that kohya sd-scripts trains on (the rest "
+                          "would be cut): shorten the longest tags in plan.<category>, caption.always or the trigger, or "
+                          "tag fewer caption.categories")
+
+
+# Names that become parts of file names: a character's directory, a dataset folder "<repeats>_<trigger>",
+# epoch files "<name>-000001.safetensors". Well under the 255 bytes a file name may have.
+MAX_NAME_BYTES = 64
+MAX_TRIGGER_BYTES = 100
+KEY = re.compile(r"^[0-9a-f]{16}$")
+
+
+def trigger_problem(trigger: str) -> str | None:
+    """Why a trigger word cannot be used, or None. It is written first in every caption and names the
+    kohya dataset folder, so it must be one clean token of text."""
+    import unicodedata
+
+    if trigger != trigger.strip():
+        return "it starts or ends with a space; remove it (captions would carry it)"
+    if not trigger:
+        return "it is empty"
+    if "," in trigger:
+        return "it contains a comma (captions are comma-separated tags)"
+    if "/" in trigger or "\\" in trigger:
+        return "it contains '/' or '\\' (it names the dataset folder <repeats>_<trigger>)"
+    bad = sorted({repr(ch) for ch in trigger if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")})
+    if bad:
+        return f"it contains control characters {', '.join(bad)}"
+    if len(trigger.encode("utf-8")) > MAX_TRIGGER_BYTES:
+        return f"it is longer than {MAX_TRIGGER_BYTES} bytes"
+    return None
+
+
+def check_overrides(path: str, key: str) -> None:
+    """An overrides file must be YAML: a mapping with 'include' and/or 'exclude' lists of image keys
+    (16 hex digits, from selection.tsv). Which keys are candidates is known only once the plan is
+    made; select checks that."""
+    import yaml
+
+    if not Path(path).is_file():
+        raise ConfigError(f"{key}: overrides file {path} does not exist (write it, or set overrides: '')")
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{key}: overrides file {path} is not valid YAML ({exc})") from None
+    if not isinstance(data, dict) or set(data) - {"include", "exclude"}:
+        extra = sorted(map(str, set(data) - {"include", "exclude"})) if isinstance(data, dict) else None
+        raise ConfigError(f"{key}: overrides file {path} must be a mapping with 'include' and/or 'exclude' lists of "
+                          "image keys" + (f"; unknown key(s) {extra}" if extra else f", not {type(data).__name__}"))
+    for field in ("include", "exclude"):
+        keys = data.get(field) or []
+        if not isinstance(keys, list):
+            raise ConfigError(f"{key}: overrides file {path}: '{field}' must be a list of image keys, not {keys!r}")
+        bad = [k for k in keys if not KEY.match(str(k))]
+        if bad:
+            raise ConfigError(f"{key}: overrides file {path}: {field} has {', '.join(map(repr, bad))}, which "
+                              "is not an image key (16 hex digits; see the key column of selection.tsv; quote "
+                              "keys that are all digits)")
+    both = {str(k) for k in data.get("include") or []} & {str(k) for k in data.get("exclude") or []}
+    if both:
+        raise ConfigError(f"{key}: overrides file {path}: {', '.join(sorted(both))} is both included and excluded")
+
+
 def check_characters(config: dict) -> None:
     limits = config["limits"]
     for name, ch in config["characters"].items():
@@ -158,19 +233,31 @@ def check_characters(config: dict) -> None:
         if not NAME.match(name):
             raise ConfigError(f"character name {name!r} is not allowed: it becomes a directory name, so use only "
                               "letters, digits, '_' and '-' (no '/', '..' or spaces)")
+        if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+            raise ConfigError(f"character name {name!r} is longer than {MAX_NAME_BYTES} characters; shorten it")
+        problem = trigger_problem(ch["trigger"])
+        if problem:
+            raise ConfigError(f"{key}.trigger {ch['trigger']!r} is not allowed: {problem}")
+        if ch.get("overrides"):
+            check_overrides(ch["overrides"], f"{key}.overrides")
         check_reference(ch["reference"], limits["max_reference_bytes"], limits["max_reference_pixels"], f"{key}.reference")
         if not Path(ch["description"]).is_file():
             raise ConfigError(f"{key}.description: {ch['description']} does not exist")
         try:
-            load_schema(ch["features_schema"])
+            # The schema's fields must make the prompt text: a renamed field fails here, by name.
+            prompt_mapping(load_schema(ch["features_schema"]), ch["features_schema"])
         except FeaturesError as e:
             raise ConfigError(f"{key}.features_schema: {e}") from None
+        check_caption_length(config, name)
         if config["analyze"]["backend"] == "manual" and not Path(ch["features_manual"] or "/nonexistent").is_file():
             raise ConfigError(f"{key}.features_manual: analyze.backend is 'manual', so write the features file and "
                               f"name it here (now: {ch['features_manual']!r})")
     if not Path(config["analyze"]["instruction"]).is_file():
         raise ConfigError(f"analyze.instruction: {config['analyze']['instruction']} does not exist")
     plan = config["plan"]
+    problem = template_problem(plan["prompt_template"])
+    if problem:
+        raise ConfigError(problem)
     unknown = sorted(set(config["select"]["background_colors"]) - set(plan["backgrounds"]))
     if unknown:
         raise ConfigError(f"select.background_colors names {', '.join(map(repr, unknown))}, which plan.backgrounds "
@@ -187,3 +274,7 @@ def check_characters(config: dict) -> None:
     if config["select"]["count"] > plan["candidates"]:
         raise ConfigError(f"select.count ({config['select']['count']}) is larger than plan.candidates "
                           f"({plan['candidates']}); raise plan.candidates or lower select.count")
+    least = config["select"].get("min_count")
+    if least is not None and least > config["select"]["count"]:
+        raise ConfigError(f"select.min_count ({least}) is larger than select.count ({config['select']['count']}): "
+                          "the run could never go on; lower select.min_count (null = half of count)")

@@ -1,19 +1,14 @@
-"""The kohya-ready dataset folder: ``{repeats}_{trigger}/`` with images hard-linked beside their captions."""
+"""The kohya-ready dataset folder: ``{repeats}_{trigger}/`` with copies of the images beside their captions.
+
+Copies, not hard links: an image edited or damaged in place under images/ must not change a
+dataset (and so a training) that was built from it without Snakemake knowing."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 from synthlora.io import atomic_dir
-
-
-def link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:  # another filesystem, or links unsupported: a copy is still correct
-        shutil.copy2(src, dst)
 
 
 def build_dataset(out_dir: str | Path, subset: str, items: list[tuple[Path, Path]]) -> Path:
@@ -23,7 +18,7 @@ def build_dataset(out_dir: str | Path, subset: str, items: list[tuple[Path, Path
         sub = tmp / subset
         sub.mkdir()
         for image, caption in items:
-            link_or_copy(Path(image), sub / Path(image).name)
+            shutil.copyfile(image, sub / Path(image).name)
             shutil.copyfile(caption, sub / (Path(image).stem + ".txt"))
     return out_dir / subset
 

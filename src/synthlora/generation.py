@@ -77,30 +77,48 @@ def cancel_on_interrupt() -> None:
 
 
 def generate_shot(shot: dict, gen_cfg: dict, reference: str | None, image_path: str | Path,
-                  provenance_path: str | Path, out: IO[str] = sys.stdout) -> None:
+                  provenance_path: str | Path, out: IO[str] = sys.stdout, background=(255, 255, 255)) -> None:
     """Render one planned shot into image_path + its provenance record. A shot the backend could not
-    make (moderation, exhausted retries) is recorded as failed, not raised: the other shots go on
-    and selection rejects this one with the reason. Progress and errors go to ``out`` (the job log),
-    never to sys.stdout, as this also runs in threads of the snakemake process."""
+    make (moderation, exhausted retries) or whose picture is unusable (a truncated reply, a file
+    that is no image, a decompression bomb) is recorded as failed, not raised: the other shots go
+    on and selection rejects this one with the reason. A picture in another encoding (16-bit,
+    CMYK, palette, transparent: flattened onto ``background``, animated: its first frame) is
+    converted and the conversion recorded. Progress and errors go to ``out`` (the job log), never
+    to sys.stdout, as this also runs in threads of the snakemake process."""
     from synthlora.backends import make_generator
     from synthlora.backends.base import ShotFailed
+    from synthlora.intake import PictureProblem, as_rgb, raised_by_decoder
 
     # The shot's own pixel settings win over today's config: they are what its key names.
     settings = {**{k: shot[k] for k in ("backend", "model", "dtype") if k in shot},
-                "device": gen_cfg["device"], "openai": {**gen_cfg["openai"], **shot.get("openai", {})}}
+                "device": gen_cfg["device"], "openai": {**gen_cfg["openai"], **shot.get("openai", {})},
+                "background": background}
     started = time.time()
-    record = {"shot": shot, "source": "generated", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    record = {"shot": shot, "source": "folder" if shot.get("backend") == "folder" else "generated",
+              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     generator = make_generator(settings, reference)
+
+    def failed(reason: str, request_id: str | None = None) -> None:
+        print(f"shot {shot['key']} failed: {reason}", file=out)
+        write_failed_shot(image_path, provenance_path, {
+            **record, "reason": reason, "request_id": request_id, "model": settings.get("model", ""),
+            "seconds": round(time.time() - started, 3)})
+
     try:
         image, extra = generator.generate(shot)
+        image, notes = as_rgb(image, background)
     except ShotFailed as exc:
         if CANCELLED.is_set():  # the failure is the interruption closing the connection
             raise GenerationCancelled(f"shot {shot['key']}: run interrupted, nothing written") from None
-        print(f"shot {shot['key']} failed: {exc.reason}", file=out)
-        write_failed_shot(image_path, provenance_path, {
-            **record, "reason": exc.reason, "request_id": exc.request_id, "model": settings["model"],
-            "seconds": round(time.time() - started, 3)})
-        return
+        return failed(exc.reason, exc.request_id)
+    except PictureProblem as exc:
+        return failed(f"the picture is unusable: {exc}")
+    except Exception as exc:
+        if not raised_by_decoder(exc):
+            raise
+        return failed(f"the picture could not be decoded ({type(exc).__name__}: {str(exc)[:200]})")
+    if notes:
+        extra = {**extra, "converted": list(extra.get("converted", [])) + [n for n in notes if n not in extra.get("converted", [])]}
     if CANCELLED.is_set():
         raise GenerationCancelled(f"shot {shot['key']}: run interrupted, nothing written")
     # Provenance first, image last: both are atomic, and an interrupted job's outputs are removed
@@ -112,12 +130,12 @@ def generate_shot(shot: dict, gen_cfg: dict, reference: str | None, image_path: 
 
 
 def generate_shot_in_thread(log_path: str, shot: dict, gen_cfg: dict, reference: str | None,
-                            image_path: str, provenance_path: str) -> None:
+                            image_path: str, provenance_path: str, background=(255, 255, 255)) -> None:
     """generate_shot() as a `run:` job, a thread of the snakemake process, logging to log_path."""
     from synthlora.scripting import thread_job
 
     with thread_job(log_path) as out:
-        generate_shot(shot, gen_cfg, reference, image_path, provenance_path, out=out)
+        generate_shot(shot, gen_cfg, reference, image_path, provenance_path, out=out, background=background)
 
 
 def write_failed_shot(image_path: str | Path, provenance_path: str | Path, record: dict) -> None:
@@ -264,6 +282,14 @@ def estimate(config: dict, results_root: str | Path = "results") -> dict[str, An
         calls = n_chars * config["select"]["count"]
         tokens_in = calls * (len(c["instruction"]) // 4 + 40 * len(c["categories"]) + IMAGE_TOKENS[c["openai"]["image_detail"]])
         stages["caption"] = _chat_stage(calls, calls * c["openai"]["retries"], tokens_in, calls * 40, c)
+    if uses_api(config, "caption") and (config["select"]["vlm_questions"] or config["select"]["feature_checks"]):
+        # rule ask: one call per candidate with all its questions (select.vlm_questions, and one per
+        # must-preserve feature, which the analysis has not written yet: ~8 assumed, ~30 tokens each)
+        c = config["caption"]
+        calls = n_chars * config["plan"]["candidates"]
+        questions = len(config["select"]["vlm_questions"]) + (8 if config["select"]["feature_checks"] else 0)
+        tokens_in = calls * (20 + 30 * questions + IMAGE_TOKENS[c["openai"]["image_detail"]])
+        stages["ask"] = _chat_stage(calls, calls * c["openai"]["retries"], tokens_in, calls * 8 * questions, c)
     total = round(sum(s["usd"] for s in stages.values()), 2)
     return {"stages": stages, "usd_total": total,
             "max_concurrent_api_calls": config["max_concurrent_api_calls"]}

@@ -380,12 +380,18 @@ def read_toml(path: str | Path) -> dict:
         return tomllib.load(f)
 
 
-def training_inputs(train_cfg: dict, character: str, output_dir: str, dataset_dir: str, trigger: str,
-                    selected: list[str], caption_inputs: dict, sample_prompts: str | None = None) -> dict:
-    """Everything the LoRA's bytes depend on; its hash is the training fingerprint."""
+# Where a training's own files go is named by its fingerprint, so the fingerprint cannot depend on
+# that place: the TOMLs it hashes point into this stand-in folder instead.
+TRAINING_FOLDER = "<training folder>"
+
+
+def training_inputs(train_cfg: dict, character: str, dataset_dir: str, trigger: str,
+                    selected: list[str], caption_inputs: dict) -> dict:
+    """Everything the LoRA's bytes depend on; its hash is the training fingerprint, which names the
+    folder the trainer writes into (results/<character>/train/<fingerprint>/)."""
     c = with_defaults(train_cfg)
     return {
-        "train": train_toml(c, character, output_dir, sample_prompts),
+        "train": train_toml(c, character, f"{TRAINING_FOLDER}/epochs", f"{TRAINING_FOLDER}/sample_prompts.txt"),
         "dataset": dataset_toml(c, dataset_dir, trigger),
         "images": sorted(selected),
         "captions": caption_inputs,
@@ -394,6 +400,12 @@ def training_inputs(train_cfg: dict, character: str, output_dir: str, dataset_di
         "kohya": c["kohya"] if c["backend"] == "kohya" else None,
         "samples": [c["sample_prompts"], c["sample_steps"]] if c["sample_prompts"] else None,
     }
+
+
+def in_training_folder(doc: dict, folder: str) -> dict:
+    """A train TOML of training_inputs() with its stand-in folder replaced by the real one."""
+    return {section: {k: v.replace(TRAINING_FOLDER, folder) if isinstance(v, str) else v for k, v in table.items()}
+            for section, table in doc.items()}
 
 
 def fingerprint(inputs: dict) -> str:

@@ -4,9 +4,9 @@
 train.toml --dataset_config dataset.toml [--resume <state>]``, with its output streamed into the
 job log. Afterwards the files follow the project's checkpoint contract: sd-scripts' final
 ``{name}.safetensors`` becomes ``{name}-{last:06d}.safetensors``, and every saved epoch must be
-there. Finished epochs' LoRAs are kept under ``lora/state/kohya/`` as they appear, so a job that
-is interrupted (and whose outputs Snakemake then deletes) resumes from sd-scripts' newest saved
-state (``save_state``) without redoing finished epochs.
+there. Copies of finished epochs' LoRAs are kept under ``state/kohya/`` of the training's folder as
+they appear, so a job that is interrupted (and whose outputs Snakemake then deletes) resumes from
+sd-scripts' newest saved state (``save_state``) without redoing finished epochs.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from synthlora.io import atomic_path
 from synthlora.kohya import (
     SCRIPTS,
     KohyaConfigError,
@@ -30,6 +31,7 @@ from synthlora.kohya import (
     validate_dataset,
     validate_train,
 )
+from synthlora.verify import safetensors_problem
 
 LOSS = re.compile(r"avr_loss=([0-9.eE+-]+)")
 EPOCH = re.compile(r"\bepoch (\d+)/(\d+)")
@@ -106,10 +108,6 @@ def run_kohya(train_toml: str | Path, dataset_toml: str | Path, family: str, koh
         if states:
             resume = states[-1]
             done = int(resume.name[len(name) + 1:len(name) + 7])
-            for e in wanted:
-                kept, dest = keep / checkpoint_name(name, e), out_dir / checkpoint_name(name, e)
-                if e <= done and kept.exists() and not dest.exists():
-                    os.link(kept, dest)
             print(f"resuming sd-scripts from {resume} (epoch {done} of {epochs})", flush=True)
 
     cmd = command(kohya_cfg, family, str(train_toml), str(dataset_toml), str(resume) if resume else None)
@@ -117,14 +115,12 @@ def run_kohya(train_toml: str | Path, dataset_toml: str | Path, family: str, koh
     started = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    def watch():  # keep each finished epoch's LoRA beside the state, as it appears
+    def watch():  # keep a copy of each finished epoch's LoRA beside the state, as it appears
         for e in wanted:
             src = out_dir / checkpoint_name(name, e)
-            if src.exists() and not (keep / src.name).exists():
-                try:
-                    os.link(src, keep / src.name)
-                except OSError:
-                    pass
+            if src.exists() and not (keep / src.name).exists() and not safetensors_problem(src):
+                with atomic_path(keep / src.name) as tmp:
+                    shutil.copyfile(src, tmp)
 
     tail: list[str] = []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -140,6 +136,11 @@ def run_kohya(train_toml: str | Path, dataset_toml: str | Path, family: str, koh
     if final.exists():
         os.replace(final, last)
     watch()
+    for e in wanted:  # epochs finished before an interruption (whose outputs Snakemake deleted) come back
+        kept, dest = keep / checkpoint_name(name, e), out_dir / checkpoint_name(name, e)
+        if kept.exists() and not dest.exists():
+            with atomic_path(dest) as tmp:
+                shutil.copyfile(kept, tmp)
     missing = [str(out_dir / checkpoint_name(name, e)) for e in wanted if not (out_dir / checkpoint_name(name, e)).exists()]
     if missing:
         raise RuntimeError(f"sd-scripts finished but did not write {missing}; does it honour save_every_n_epochs?")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from synthlora.io import file_sha256, read_json
+from synthlora.verify import verified_lora
 
 PROVENANCE_COLUMNS = ("key", "source", "backend", "model", "seed", "created", "sha256", "same_as_reference",
                       "reference_input", "prompt")
@@ -190,6 +191,17 @@ def api_spend_lines(usage: dict) -> list[str]:
             + (f", {tokens}" if tokens else "") + " (`api_usage.json`)."]
 
 
+def feature_check_lines(selection_tsv) -> list[str]:
+    """Each must-preserve feature's pass rate over the candidates (select.feature_checks), if checked."""
+    from synthlora.selection import feature_pass_rates, feature_rates_line, read_tsv
+
+    rates = feature_pass_rates(read_tsv(selection_tsv))
+    if not rates:
+        return []
+    return [f"Must-preserve features kept, as the caption model judged every candidate (kept/asked; a "
+            f"candidate without one was not trained on): {feature_rates_line(rates)}."]
+
+
 def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_models_dir: str = "") -> tuple[str, str]:
     """The card as Markdown and as a self-contained HTML page (for the report), from one list of
     blocks. ``inputs``: the rule's named inputs (see rules/evaluate.smk)."""
@@ -198,6 +210,7 @@ def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_m
 
     name, trigger = character["name"], character["trigger"]
     card_dir = Path(inputs.lora).parent.parent  # results/<character>/lora/<character>.safetensors
+    training = Path(os.path.relpath(Path(inputs.train_toml).parent, card_dir)).as_posix()  # train/<fingerprint>
     flat = validate_train(read_toml(inputs.train_toml))
     ds = read_toml(inputs.dataset_toml)["datasets"][0]
     sub = ds["subsets"][0]
@@ -208,6 +221,7 @@ def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_m
     prov = provenance_rows(list(provenance), character["reference"])
     n_images = len(prov)
     meta = safetensors_metadata(inputs.lora)
+    checked = verified_lora(inputs.lora)  # a damaged delivered file fails the card, naming it
     base_model = flat["pretrained_model_name_or_path"]
     demo = bool(demo_models_dir) and str(base_model).rstrip("/").startswith(demo_models_dir.rstrip("/"))
     res = ds["resolution"]
@@ -224,8 +238,9 @@ def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_m
                  "pictures and metrics below are meaningless. The files, stages and tables are real.")]
     out += [("paragraph", f"Trigger word: `{trigger}` (write it first in the prompt)."),
             ("paragraph", f"Delivered file: `lora/{name}.safetensors` = epoch {best['epoch']} of {epochs} "
-             f"(`lora/epochs/{name}-{best['epoch']:06d}.safetensors`), chosen by {best['rule']}. "
-             "Every saved epoch is kept beside it in `lora/epochs/`."),
+             f"(`{training}/epochs/{name}-{best['epoch']:06d}.safetensors`), chosen by {best['rule']}. "
+             f"Every saved epoch is kept in `{training}/epochs/`; the folder is named by the training "
+             "fingerprint (`fingerprint.json` there says what it was made of)."),
             ("heading", "Training settings"),
             ("table", ["Item", "Value"], [
                 ["Base model", base_model],
@@ -244,6 +259,10 @@ def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_m
                 ["Seed", flat["seed"]],
                 ["Trainer", f"{cfg['train']['backend']}"],
                 ["Model hash (sshs_model_hash)", meta.get("sshs_model_hash", "")[:16]],
+                ["Verified", f"`lora/{name}.safetensors`: {checked['tensors']} tensors ({checked['modules']} modules), "
+                 f"{checked['bytes']} bytes, every tensor's bytes present; SHA-256 of the tensor bytes "
+                 + ("matches the sshs_model_hash in its metadata" if checked["hash_in_metadata"] else
+                    f"{checked['sha256_of_tensors'][:16]} (its metadata names no hash)")],
                 ["Final loss", f"{summary['final_loss']:.4f}" if summary.get("final_loss") is not None else ""],
             ])]
 
@@ -289,6 +308,7 @@ def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_m
                 ("No training image is byte-identical to the reference image." if not same_as_ref else
                  f"Training images identical to the reference: {', '.join(same_as_ref)}."),
                 f"Captions: `{cfg['caption']['model']}` (backend {cfg['caption']['backend']}), trigger word first.",
+                *feature_check_lines(inputs.selection),
                 *api_spend_lines(read_json(inputs.api_usage)),
                 "Per-image record (key, source, generator, model, seed, time, SHA-256, prompt): `provenance.tsv`."])]
 

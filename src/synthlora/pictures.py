@@ -193,15 +193,21 @@ def eval_contact_sheet(outputs_json: Sequence[str], image_dirs: Sequence[str], o
 
 def selection_sheet(selection_rows: list[dict], image_for_key: dict[str, str], out: str | Path,
                     columns: int = 8, title: str = "") -> None:
-    """Every candidate in plan order, green border if selected, red if not, the reason below."""
+    """Every candidate in plan order, green border if selected, red if not, below it the file name
+    (your own images) or key and the whole reason, wrapped."""
+    from synthlora.selection import tile_label
+
+    cell = 128
     cells = [(image_for_key.get(r["key"]), r) for r in selection_rows]
     grid, labels, borders = [], [], []
     for i in range(0, len(cells), columns):
         chunk = cells[i:i + columns]
         grid.append([c[0] for c in chunk])
-        labels.append([r["key"][:6] + " " + r["reason"] for _, r in chunk])
+        labels.append([tile_label(r) for _, r in chunk])
         borders.append([("#2a2" if r["selected"] else "#c33") for _, r in chunk])
-    contact_sheet(grid, None, None, out=out, title=title, cell=128, cell_labels=labels, borders=borders)
+    lines = max((len(textwrap.wrap(label, cell // 6)) for row in labels for label in row), default=1)
+    contact_sheet(grid, None, None, out=out, title=title, cell=cell, cell_labels=labels, borders=borders,
+                  label_lines=max(2, lines))
 
 
 def dataset_sheet(images: Sequence[str | Path], captions: Sequence[str | Path], out: str | Path,
@@ -220,7 +226,7 @@ def report_pictures(inputs, outputs, character: str, trigger: str) -> None:
     import json
 
     from synthlora.evaluate import BASE, METRICS, read_tsv as read_metrics
-    from synthlora.selection import read_tsv
+    from synthlora.selection import counts_line, read_tsv
 
     freq = json.loads(Path(inputs.tag_frequency).read_text())
     total = max(freq.values()) if freq else None
@@ -229,8 +235,7 @@ def report_pictures(inputs, outputs, character: str, trigger: str) -> None:
 
     rows = read_tsv(inputs.selection)
     images = {r["key"]: Path(inputs.selection).parent / "images" / f"{r['key']}.png" for r in rows}
-    selection_sheet(rows, images, outputs.selection_sheet,
-                    title=f"{character}: {sum(r['selected'] for r in rows)} of {len(rows)} selected")
+    selection_sheet(rows, images, outputs.selection_sheet, title=f"{character}: {counts_line(rows)}")
 
     summary = json.loads(Path(inputs.train_summary).read_text())
     loss_curve(summary.get("losses", []), outputs.loss_curve, title=f"{character}: training loss")

@@ -8,10 +8,13 @@ inputs, never on the candidate count, so raising the count appends shots.
 
 from __future__ import annotations
 
+import copy
 import random
-import re
+import string
 from typing import Any
 
+from synthlora.feature_text import (DEFAULT_MAPPING, feature_objects, regions_of, summary_text, used_fields,
+                                    visible_objects)
 from synthlora.io import content_hash
 
 DIMENSIONS = ("views", "poses", "expressions", "framings", "lighting", "backgrounds")
@@ -20,6 +23,20 @@ OPENAI_PIXEL_KEYS = ("size", "quality", "background", "output_format", "moderati
 # The placeholder each dimension fills in ``plan.prompt_template``.
 PLACEHOLDER = {"views": "view", "poses": "pose", "expressions": "expression", "framings": "framing",
                "lighting": "lighting", "backgrounds": "background"}
+# Every placeholder of plan.prompt_template ({description} is the older name of {summary}).
+TEMPLATE_FIELDS = ("summary", "description", "objects", "consistency", *PLACEHOLDER.values())
+# How the diffusers generator turns a prompt into text-encoder input (backends/diffusers_gen.py). It
+# is part of every diffusers shot key: the same prompt encoded another way gives other pixels.
+DIFFUSERS_PROMPT_ENCODING = "75-token chunks"
+# Longest prompt a generator accepts, in characters (the Images API's documented limit for the
+# gpt-image models); the plan fails above it rather than let the server cut or refuse each shot.
+PROMPT_CHARACTER_LIMIT = {"openai": 32000}
+# What separates the parts of a prompt template; dropped with an empty placeholder.
+SEPARATORS = " \t\n,;:."
+
+
+class PlanError(ValueError):
+    pass
 
 
 def pixel_inputs(generate_cfg: dict) -> dict[str, Any]:
@@ -32,6 +49,8 @@ def pixel_inputs(generate_cfg: dict) -> dict[str, Any]:
         for local in ("steps", "guidance_scale", "dtype"):
             pixels.pop(local, None)
         pixels["openai"] = {k: v for k, v in sorted(generate_cfg["openai"].items()) if k in OPENAI_PIXEL_KEYS}
+    if generate_cfg.get("backend") == "diffusers":
+        pixels["prompt_encoding"] = DIFFUSERS_PROMPT_ENCODING
     return pixels
 
 
@@ -48,41 +67,55 @@ def _value_for(dim: str, index: int, values: list[str], seed: int) -> str:
     return order[offset]
 
 
-def regions_of(position: str, regions: dict[str, list[str]]) -> set[str]:
-    """Body regions a feature's free-text ``position`` mentions (word-prefix match)."""
-    words = re.findall(r"[a-z]+", position.lower())
-    found = set()
-    for region, keywords in regions.items():
-        if any(w.startswith(k) for k in keywords for w in words):
-            found.add(region)
-    return found
+def fill_template(template: str, texts: dict[str, str]) -> str:
+    """``template`` with its placeholders filled. An empty placeholder takes the separator written
+    just before it along (', ', '. ', '; '), so a missing optional field leaves no '. .' or ', ,'
+    behind; words of the template stay."""
+    out = ""
+    for literal, name, _spec, _conversion in string.Formatter().parse(template):
+        out += literal
+        if name is None:
+            continue
+        value = texts[name].strip()
+        out = out + value if value else out.rstrip(SEPARATORS)
+    return " ".join(out.lstrip(SEPARATORS).split())
 
 
-def visible_objects(features: dict, framing: dict, regions: dict[str, list[str]]) -> list[dict]:
-    """Feature objects visible in a framing. An object whose position names no known region is
-    kept everywhere (better to describe it once too often than to lose it)."""
-    shows = set(framing["shows"])
-    visible = []
-    for obj in features.get("object", []):
-        where = regions_of(str(obj.get("position", "")), regions)
-        if not where or where & shows:
-            visible.append(obj)
-    return visible
+def template_problem(template: str) -> str | None:
+    """What is wrong with ``plan.prompt_template``, in words, or None."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as e:
+        return f"plan.prompt_template is not a valid template ({e}); write placeholders as {{name}} and a literal brace as {{{{"
+    unknown = [n for n in names if n not in TEMPLATE_FIELDS]
+    if unknown:
+        return (f"plan.prompt_template names unknown placeholder(s) {', '.join('{' + n + '}' for n in unknown)}; "
+                f"the placeholders are {', '.join('{' + n + '}' for n in TEMPLATE_FIELDS)}")
+    return None
 
 
-def build_prompt(features: dict, objects: list[dict], phrases: dict[str, str], template: str) -> str:
-    described = "; ".join(
-        f"{o['name']}: {o['description']}".strip(": ") for o in objects if o.get("name") or o.get("description")
-    )
-    return " ".join(template.format(description=features.get("description", "").strip(), objects=described, **phrases).split())
+def build_prompt(summary: str, objects: list[dict], phrases: dict[str, str], template: str, consistency: str = "") -> str:
+    """One shot's prompt. The character's consistency text goes where the template puts
+    {consistency}, or at the end when it does not say: it is never left out."""
+    texts = {"summary": summary, "description": summary, "objects": "; ".join(o["text"] for o in objects),
+             "consistency": " ".join(consistency.split()), **phrases}
+    prompt = fill_template(template, texts)
+    if texts["consistency"] and "{consistency}" not in template:
+        prompt = f"{prompt}, {texts['consistency']}"
+    return prompt
 
 
-def make_plan(features: dict, plan_cfg: dict, generate_cfg: dict) -> dict:
-    """All shots for one character. Pure function of its arguments."""
+def make_plan(features: dict, plan_cfg: dict, generate_cfg: dict, mapping: dict | None = None,
+              consistency: str = "") -> dict:
+    """All shots for one character. Pure function of its arguments. ``mapping`` says how the
+    features become text (feature_text.prompt_mapping; default: the seed's structure)."""
+    mapping = mapping or copy.deepcopy(DEFAULT_MAPPING)
     n = int(plan_cfg["candidates"])
     seed = int(plan_cfg["seed"])
     regions = plan_cfg["regions"]
     gen_pixels = pixel_inputs(generate_cfg)
+    summary = summary_text(features, mapping)
+    objects = feature_objects(features, mapping)
     shots = []
     for i in range(n):
         tags, phrases = {}, {}
@@ -93,10 +126,22 @@ def make_plan(features: dict, plan_cfg: dict, generate_cfg: dict) -> dict:
             tags[dim] = tag
             phrases[PLACEHOLDER[dim]] = entry["phrase"] if isinstance(entry, dict) else entry
         framing = plan_cfg["framings"][tags["framings"]]
-        objects = visible_objects(features, framing, regions)
+        visible = visible_objects(objects, framing, regions)
+        if not summary and not visible:
+            raise PlanError(
+                f"shot {i} ({tags['framings']}) would have no text about the character: the summary field(s) "
+                f"{', '.join(mapping['summary']) or '(none)'} are empty and no object of "
+                f"'{mapping['objects'] or '(none)'}' is visible in the framing {tags['framings']!r}; fill those "
+                "fields in the features (or say in the schema's \"x-synthlora\" block which fields hold the text)")
+        prompt = build_prompt(summary, visible, phrases, plan_cfg["prompt_template"], consistency)
+        limit = PROMPT_CHARACTER_LIMIT.get(generate_cfg.get("backend"))
+        if limit and len(prompt) > limit:
+            raise PlanError(f"shot {i}'s prompt has {len(prompt)} characters, over the {limit} that the "
+                            f"{generate_cfg['backend']} generator accepts; shorten the features or plan.prompt_template "
+                            "(nothing is cut silently)")
         pixels = {
             **gen_pixels,
-            "prompt": build_prompt(features, objects, phrases, plan_cfg["prompt_template"]),
+            "prompt": prompt,
             "negative_prompt": plan_cfg["negative_prompt"],
             "seed": seed * 1000 + i,
             "width": int(plan_cfg["width"]),
@@ -106,10 +151,35 @@ def make_plan(features: dict, plan_cfg: dict, generate_cfg: dict) -> dict:
             "index": i,
             "key": shot_key(pixels),
             "tags": tags,
-            "objects": [o.get("name", "") for o in objects],
+            "objects": [o["name"] for o in visible],
             **pixels,
         })
     return {"shots": shots}
+
+
+def prompt_report(plan: dict, features: dict, mapping: dict, schema: dict, generate_cfg: dict) -> list[str]:
+    """Lines for the plan log: where the prompt text came from, what never reaches a prompt, how
+    long the prompts are and what the generator does with long ones."""
+    shots = plan["shots"]
+    lines = [f"{len(shots)} shots; character text from {', '.join(mapping['summary']) or '(no summary)'}"
+             + (f" and the objects of '{mapping['objects']}'" if mapping["objects"] else "")]
+    kept = [o["name"] for o in feature_objects(features, mapping) if o["must_preserve"]]
+    if kept:
+        lines.append(f"must-preserve objects (first in every prompt that shows them): {', '.join(kept)}")
+    unused = sorted(set(schema.get("properties", {})) - used_fields(mapping))
+    if unused:
+        lines.append(f"schema fields that never reach a prompt: {', '.join(unused)}")
+    if shots:
+        words = [len(s["prompt"].split()) for s in shots]
+        lines.append(f"prompt length: {min(words)}-{max(words)} words, "
+                     f"{min(len(s['prompt']) for s in shots)}-{max(len(s['prompt']) for s in shots)} characters")
+    if generate_cfg.get("backend") == "diffusers":
+        lines.append("nothing is shortened: the diffusers generator encodes a prompt longer than its CLIP text "
+                     "encoder's 75 tokens in 75-token chunks (as A1111 and ComfyUI do); each image's provenance "
+                     "records the prompt's token count and chunks")
+    else:
+        lines.append("nothing is shortened")
+    return lines
 
 
 def shot_by_key(plan: dict, key: str) -> dict:

@@ -65,12 +65,15 @@ def html_page(title: str, body: str) -> str:
             f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
 
 
-def tsv_page(tsv_text: str, title: str) -> str:
-    """A TSV (header line, then rows) as a titled HTML page; an empty TSV gives an empty table."""
+def tsv_page(tsv_text: str, title: str, notes: Sequence[str] = ()) -> str:
+    """A TSV (header line, then rows) as a titled HTML page; an empty TSV gives an empty table.
+    ``notes``: lines shown above the table (a summary; one starting with WARNING is highlighted)."""
     lines = list(csv.reader(io.StringIO(tsv_text), delimiter="\t"))
     header, rows = (lines[0], lines[1:]) if lines else ([], [])
     note = f'<p class="muted">{len(rows)} rows</p>' if rows else ""
-    return html_page(title, f"<h1>{html.escape(title)}</h1>\n{note}\n{html_table(header, rows)}")
+    summary = "\n".join(f'<p class="note">{html.escape(n.strip())}</p>' if n.strip().startswith("WARNING")
+                        else f"<p>{html.escape(n.strip())}</p>" for n in notes)
+    return html_page(title, f"<h1>{html.escape(title)}</h1>\n{summary}\n{note}\n{html_table(header, rows)}")
 
 
 def data_uri(path: str | Path) -> str:

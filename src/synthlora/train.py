@@ -3,8 +3,8 @@
 It reads ``dataset.toml`` and ``train.toml``, refuses keys it does not implement (sd-scripts
 would silently ignore them), trains SDXL or SD1.5, and writes the kohya key format with ``ss_*``
 metadata. Per saved epoch it writes the LoRA, optional sample images and (``save_state``) a
-resumable state under ``lora/state/``; an interrupted job resumes from the newest state whose
-fingerprint matches. Latents are cached on disk by image content, VAE and size, so retraining
+resumable state under ``state/`` of the training's folder; an interrupted job resumes from the
+newest state whose fingerprint matches. Latents are cached on disk by image content, VAE and size, so retraining
 with other hyperparameters does not re-encode.
 """
 
@@ -59,6 +59,32 @@ def _items(dataset: dict) -> list[dict]:
     if not items:
         raise KohyaConfigError(f"the dataset has no images ({[s['image_dir'] for d in dataset['datasets'] for s in d['subsets']]})")
     return items
+
+
+def check_dataset(dataset_dir: str | Path, keys: list[str]) -> None:
+    """The dataset folder must hold exactly the images the training's fingerprint names, each with
+    its caption and each decodable: a dataset of another selection would train under the wrong
+    name, and a damaged image would fail deep inside the trainer without saying which file."""
+    from PIL import Image
+
+    images = sorted(Path(dataset_dir).glob("*/*.png"))
+    found = {p.stem for p in images}
+    if found != set(keys):
+        missing, extra = sorted(set(keys) - found), sorted(found - set(keys))
+        raise KohyaConfigError(
+            f"{dataset_dir} does not hold this training's images ({len(missing)} missing: {missing[:5]}; "
+            f"{len(extra)} not selected: {extra[:5]}): run plain `snakemake` so that the dataset is rebuilt first")
+    for path in images:
+        if not path.with_suffix(".txt").is_file():
+            raise KohyaConfigError(f"{path} has no caption {path.with_suffix('.txt').name}: delete {dataset_dir} "
+                                   "and run snakemake again (it is rebuilt from images/ and captions/)")
+        try:
+            with Image.open(path) as im:
+                im.load()
+        except Exception as exc:
+            raise KohyaConfigError(f"dataset image {path} cannot be decoded ({type(exc).__name__}: {exc}): delete "
+                                   f"{dataset_dir} and the damaged results/<character>/images/{path.name}, then run "
+                                   "snakemake again (the image is generated again for its key)") from None
 
 
 def caption_for_step(item: dict, rng: random.Random) -> str:
@@ -242,6 +268,21 @@ def _find_state(state_dir: Path, fingerprint: str | None, epochs: int) -> Path |
     return best
 
 
+def publish_epochs(saved: list[dict], state_dir: Path) -> None:
+    """Copy every saved epoch's LoRA from state/epoch-N/ to where the summary says it is (the
+    training's epochs/), checking each first: a damaged copy is never published."""
+    from synthlora.io import atomic_path
+    from synthlora.verify import safetensors_problem
+
+    for c in saved:
+        src = state_dir / f"epoch-{c['epoch']:06d}" / Path(c["path"]).name
+        problem = safetensors_problem(src)
+        if problem:
+            raise RuntimeError(f"{src}: {problem}. Delete {state_dir} and run snakemake again to train anew")
+        with atomic_path(c["path"]) as tmp:
+            shutil.copyfile(src, tmp)
+
+
 def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "sdxl",
                device: str = "auto", fingerprint: str | None = None, state_dir: str | Path | None = None,
                latent_cache_dir: str | Path | None = None, sample_prompts: str | Path | None = None,
@@ -260,7 +301,6 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
     from tqdm.auto import tqdm
 
     from synthlora.backends.base import load_pretrained, resolve_device
-    from synthlora.dataset import link_or_copy
     from synthlora.io import atomic_dir, atomic_path
     from synthlora.lora_format import TEXT_TARGETS, UNET_TARGETS, kohya_text_key, kohya_unet_key, peft_to_kohya
 
@@ -405,14 +445,13 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
         torch.set_rng_state(st["torch_rng"])
         rng.setstate(st["py_rng"])
         step, start_epoch, losses, saved = st["step"], st["epoch"], st["losses"], st["saved"]
-        for c in saved:  # a failed job's outputs were deleted: put the finished epochs back
-            kept = state_dir / f"epoch-{c['epoch']:06d}" / Path(c["path"]).name
-            if not Path(c["path"]).exists() and kept.exists():
-                link_or_copy(kept, c["path"])
         print(f"resumed from {resume} (epoch {start_epoch} of {epochs}, step {step}); "
               f"epochs 1..{start_epoch} are not redone", flush=True)
 
     def save(epoch: int) -> None:
+        """The epoch's LoRA (and, with save_state, the state to resume from) go into state/epoch-N/
+        first; publish_epochs() copies the LoRAs into output_dir when training is done, so a second run that
+        Snakemake lets start on the same outputs finds nothing of this one there to delete."""
         state = {}
         state.update(peft_to_kohya(get_peft_model_state_dict(unet), lambda m: kohya_unet_key(m, family), alpha))
         if train_te:
@@ -422,25 +461,22 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
         meta = _metadata(flat, dataset, items, step, started, family, device)
         meta["ss_epoch"] = str(epoch)
         meta["sshs_model_hash"] = tensors_hash(state)
-        path = out_dir / checkpoint_name(flat["output_name"], epoch)
-        with atomic_path(path) as tmp:
-            save_file(state, str(tmp), metadata=meta)
-        saved.append({"epoch": epoch, "path": str(path), "step": step,
+        name = checkpoint_name(flat["output_name"], epoch)
+        saved.append({"epoch": epoch, "path": str(out_dir / name), "step": step,
                       "modules": sum(1 for k in state if k.endswith(".alpha"))})
-        files = [path]
-        if prompts:
-            files += render_samples(epoch)
-        if flat.get("save_state", True) and fingerprint:
-            with atomic_dir(state_dir / f"epoch-{epoch:06d}") as tmp:
+        with atomic_dir(state_dir / f"epoch-{epoch:06d}") as tmp:
+            save_file(state, str(tmp / name), metadata=meta)
+            if flat.get("save_state", True) and fingerprint:
                 torch.save({"adapters": [get_peft_model_state_dict(m) for m in adapters],
                             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                             "torch_rng": torch.get_rng_state(), "py_rng": rng.getstate(), "step": step,
                             "epoch": epoch, "losses": losses, "saved": saved}, tmp / "state.pt")
-                link_or_copy(path, tmp / path.name)
-                (tmp / "fingerprint.txt").write_text(fingerprint + "\n")
-            for old in state_dir.glob("epoch-*/state.pt"):  # only the newest state is needed to resume
-                if old.parent.name != f"epoch-{epoch:06d}":
-                    old.unlink()
+            (tmp / "fingerprint.txt").write_text(f"{fingerprint or ''}\n")
+        for old in state_dir.glob("epoch-*/state.pt"):  # only the newest state is needed to resume
+            if old.parent.name != f"epoch-{epoch:06d}":
+                old.unlink()
+        if prompts:
+            render_samples(epoch)
         if os.environ.get(FAULT_ENV) == str(epoch):
             print(f"{FAULT_ENV}={epoch}: killing the trainer (simulated interruption)", flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
@@ -518,6 +554,7 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
         if (epoch + 1) % every == 0 or epoch + 1 == epochs:
             save(epoch + 1)
     bar.close()
+    publish_epochs(saved, state_dir)
 
     return {"steps": step, "final_loss": losses[-1]["loss"] if losses else None, "family": family,
             "backend": "builtin", "resumed_from_epoch": start_epoch, "latents_from_cache": cache_hits, "steps_run": step - (resume and st["step"] or 0),

@@ -40,7 +40,7 @@ def make_generator(cfg: dict, reference: str | None = None) -> Generator:
     if backend == "folder":
         from synthlora.backends.folder import FolderGenerator
 
-        return FolderGenerator()
+        return FolderGenerator(cfg.get("background", (255, 255, 255)))
     raise ValueError(f"generate.backend {backend!r} is not one of {GENERATE_BACKENDS}")
 
 
