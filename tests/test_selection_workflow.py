@@ -84,15 +84,6 @@ def test_own_images_are_selected_and_the_reference_never_reaches_the_dataset(fre
     assert sha(reference) not in {sha(p) for p in base.joinpath("dataset").rglob("*.png")}
 
 
-BROKEN_FOLDER_CONFIG = """\
-generate:
-  backend: folder
-  folder: characters/{character}/own
-select:
-  count: 3
-"""
-
-
 def test_a_folder_with_broken_and_identical_files_selects_and_too_few_stops_before_captions(fresh, no_torch_hook):
     """No file stops the run: broken ones become rejected candidates naming their file; identical
     files are one candidate; below select.min_count the run stops before captioning, saying how
@@ -109,7 +100,7 @@ def test_a_folder_with_broken_and_identical_files_selects_and_too_few_stops_befo
     (own / "truncated.png").write_bytes((own / "good1.png").read_bytes()[:300])
     (own / "notes.png").write_text("not a picture")
     (own / "bomb.png").write_bytes(bomb_header())
-    fresh.path("config/folder.yaml").write_text(BROKEN_FOLDER_CONFIG)
+    fresh.path("config/folder.yaml").write_text(FOLDER_CONFIG)
     files = (*TEST_CONFIG, "config/folder.yaml")
     fresh.snakemake("results/mira/selection.tsv", configfiles=files)
 
