@@ -39,3 +39,9 @@ onsuccess:
         print(line)
     for line in selection_summary_lines([f"results/{c}/selection_summary.json" for c in CHARACTERS]):
         print(line)
+
+
+onerror:
+    # A run that stopped (every shot failed, an account-level refusal …) says which shots failed and why too.
+    for line in summary_lines([f"results/{c}/generation_report.json" for c in CHARACTERS]):
+        print(line)

@@ -10,6 +10,12 @@ from synthlora.selection import (TooFewImages, contact_sheet, load_overrides, se
 with job(snakemake):
     inp, out, cfg = snakemake.input, snakemake.output, snakemake.params.select
     character = snakemake.wildcards.character
+    # Before selecting: if (almost) every shot failed, say why, counted per reason (synthlora.generation).
+    from synthlora.generation import TooFewGenerated, generation_report, too_few_generated
+
+    if (problem := too_few_generated(generation_report(inp.provenance), cfg["min_count"], character)):
+        print(problem)
+        raise TooFewGenerated(problem)
     candidates = load_candidates(inp.plan, inp.provenance, inp.scores, inp.embeddings,
                                  inp.get("answers"), inp.get("observed"))
     reference = load_reference(inp.reference, inp.reference_embedding)

@@ -54,6 +54,20 @@ class GenerationCancelled(RuntimeError):
     pass
 
 
+# Set when a generate job met an account-level refusal (no quota, bad key, billing, unknown model)
+# or a request the server rejects as malformed: every other shot would fail the same way, so the
+# jobs that start after it in this process make no call and fail with the same message.
+STOPPED: dict[str, str] = {}
+
+
+class StageStopped(RuntimeError):
+    pass
+
+
+class TooFewGenerated(RuntimeError):
+    pass
+
+
 def cancel_on_interrupt() -> None:
     """Make SIGINT (Ctrl-C) reach the generate jobs that run as threads of the snakemake process:
     flag them, close the API clients so calls in flight end now, then interrupt as before.
@@ -89,6 +103,9 @@ def generate_shot(shot: dict, gen_cfg: dict, reference: str | None, image_path: 
     from synthlora.backends.base import ShotFailed
     from synthlora.intake import PictureProblem, as_rgb, raised_by_decoder
 
+    if "generate" in STOPPED:
+        raise StageStopped(f"shot {shot['key']} not requested: {STOPPED['generate']}")
+
     # The shot's own pixel settings win over today's config: they are what its key names.
     settings = {**{k: shot[k] for k in ("backend", "model", "dtype") if k in shot},
                 "device": gen_cfg["device"], "openai": {**gen_cfg["openai"], **shot.get("openai", {})},
@@ -96,8 +113,6 @@ def generate_shot(shot: dict, gen_cfg: dict, reference: str | None, image_path: 
     started = time.time()
     record = {"shot": shot, "source": "folder" if shot.get("backend") == "folder" else "generated",
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    generator = make_generator(settings, reference)
-
     def failed(reason: str, request_id: str | None = None) -> None:
         print(f"shot {shot['key']} failed: {reason}", file=out)
         write_failed_shot(image_path, provenance_path, {
@@ -105,7 +120,12 @@ def generate_shot(shot: dict, gen_cfg: dict, reference: str | None, image_path: 
             "seconds": round(time.time() - started, 3)})
 
     try:
-        image, extra = generator.generate(shot)
+        if shot.get("backend") == "openai" and settings["openai"].get("batch"):
+            from synthlora.backends.openai_batch import batch_result
+
+            image, extra = batch_result(shot, settings, reference, Path(image_path).parent, out)
+        else:
+            image, extra = make_generator(settings, reference).generate(shot)
         image, notes = as_rgb(image, background)
     except ShotFailed as exc:
         if CANCELLED.is_set():  # the failure is the interruption closing the connection
@@ -114,6 +134,12 @@ def generate_shot(shot: dict, gen_cfg: dict, reference: str | None, image_path: 
     except PictureProblem as exc:
         return failed(f"the picture is unusable: {exc}")
     except Exception as exc:
+        from synthlora.backends.openai_api import OpenAIConfigError
+
+        if isinstance(exc, OpenAIConfigError):  # account-level or malformed: stop the stage here
+            STOPPED.setdefault("generate", str(exc))
+            print(f"shot {shot['key']}: {exc}", file=out)
+            raise
         if not raised_by_decoder(exc):
             raise
         return failed(f"the picture could not be decoded ({type(exc).__name__}: {str(exc)[:200]})")
@@ -214,13 +240,53 @@ def api_usage(analysis_usage: str | Path, provenance_files: list[str | Path],
     return {"stages": {k: dict(sorted(v.items())) for k, v in stages.items()}, "total": dict(sorted(total.items()))}
 
 
+def failure_counts(report: dict) -> dict[str, int]:
+    """Failed shots per reason, the reason without its per-request detail (what follows its ':')."""
+    counts: dict[str, int] = {}
+    for f in report["failed"]:
+        reason = str(f.get("reason", "")).split(":")[0].strip() or "no reason recorded"
+        counts[reason] = counts.get(reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def too_few_generated(report: dict, min_count: int, character: str = "") -> str | None:
+    """The message that stops a run before selection when fewer shots produced an image than
+    select.min_count: nothing is selected, captioned or trained on (almost) nothing."""
+    if report["ok"] >= int(min_count):
+        return None
+    reasons = "; ".join(f"{n}× {reason}" for reason, n in failure_counts(report).items())
+    who = f"{character}: " if character else ""
+    return (f"{who}only {report['ok']} of {report['shots']} shots produced an image, fewer than select.min_count "
+            f"({min_count}); stopping before selection (no captions, no training). Failed: {reasons}. Fix the "
+            f"cause, then {report['retry'] or 'run snakemake again'}.")
+
+
+def _report_so_far(results_dir: Path) -> dict | None:
+    """The generation report of the planned shots whose records exist (a run that stopped early)."""
+    try:
+        keys = [s["key"] for s in read_json(results_dir / "plan.json")["shots"]]
+    except (OSError, ValueError, KeyError):
+        return None
+    files = [p for k in keys if (p := results_dir / "images" / f"{k}.json").exists()]
+    if not files:
+        return None
+    rep = generation_report(files)
+    rep["note"] = f"{len(keys) - len(files)} planned shot(s) not made yet"
+    rep["shots"] = len(files)
+    return rep
+
+
 def summary_lines(report_files: list[str | Path]) -> list[str]:
-    """What the end of a run prints: per character, failed shots and why."""
+    """What the end of a run prints (on success and on failure): per character, failed shots and why.
+    A character without a report yet (the run stopped before it) is summed from its records so far."""
     lines = []
     for path in report_files:
-        if not Path(path).exists():
-            continue
-        rep = read_json(path)
+        if Path(path).exists():
+            rep = read_json(path)
+        else:
+            rep = _report_so_far(Path(path).parent)
+            if rep is None:
+                continue
         character = Path(path).parent.name
         lines.append(f"{character}: {rep['ok']} of {rep['shots']} shots generated, {len(rep['failed'])} failed; "
                      f"{rep['note']}")

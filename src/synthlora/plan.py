@@ -58,6 +58,34 @@ def shot_key(shot_pixels: dict) -> str:
     return content_hash(shot_pixels, length=16)
 
 
+def key_fields(pixels: dict) -> dict:
+    """What of a shot reaches its generator's request, and so can change its pixels; the key is
+    built from this alone. Each backend declares it: diffusers renders from every pixel field
+    (negative prompt and seed included: its keys are as they always were); the Images API gets
+    only its request (openai_api.request_key_fields: no negative prompt, no seed, no steps)."""
+    if pixels.get("backend") == "openai":
+        from synthlora.backends.openai_api import request_key_fields
+
+        return request_key_fields(pixels)
+    return pixels
+
+
+def shot_keys(shots_pixels: list[dict]) -> list[str]:
+    """The keys of a plan's shots, in order (call it on every shot of a plan at once). A backend
+    with no seed (the Images API) sends byte-identical requests for shots whose sent fields are
+    equal; their sample index among those identical requests (0, 1, …) keeps them N distinct
+    keys, and stable: adding shots after them changes none of theirs."""
+    keys, seen = [], {}
+    for pixels in shots_pixels:
+        fields = key_fields(pixels)
+        if fields is not pixels:  # a request without a seed
+            same = content_hash(fields)
+            fields = {**fields, "sample": seen.get(same, 0)}
+            seen[same] = fields["sample"] + 1
+        keys.append(shot_key(fields))
+    return keys
+
+
 def _value_for(dim: str, index: int, values: list[str], seed: int) -> str:
     """Balanced per dimension: every block of len(values) shots uses each value once, in an order
     drawn from a seeded permutation per block, so combinations vary but coverage stays even."""
@@ -149,11 +177,14 @@ def make_plan(features: dict, plan_cfg: dict, generate_cfg: dict, mapping: dict 
         }
         shots.append({
             "index": i,
-            "key": shot_key(pixels),
+            "key": "",
             "tags": tags,
             "objects": [o["name"] for o in visible],
             **pixels,
         })
+    pixel_fields = set(gen_pixels) | {"prompt", "negative_prompt", "seed", "width", "height"}
+    for shot, key in zip(shots, shot_keys([{k: s[k] for k in s if k in pixel_fields} for s in shots])):
+        shot["key"] = key
     return {"shots": shots}
 
 

@@ -9,8 +9,13 @@
 Faults: the client itself retries 408/409/429/5xx, timeouts and dropped connections with
 exponential backoff (``max_retries``; it honours ``retry-after``). A shot that is refused by
 moderation or still failing after those retries raises ``ShotFailed`` so the caller records
-it and the other shots go on; a request the server rejects as malformed (bad model, bad size,
-bad key) raises ``OpenAIConfigError``: every other shot would fail the same way.
+it and the other shots go on; a request the server rejects as malformed (bad model, bad size)
+raises ``OpenAIConfigError``, and an account-level refusal (no quota, bad key, billing, unknown
+model) ``AccountError``, unretried: every other shot would fail the same way, so the stage stops
+at the first one (synthlora.generation makes no further call in that run).
+
+A shot's key is built from what its request sends (``request_key_fields``): a setting that never
+reaches the Images API (the negative prompt, the seed) changes no key and buys nothing again.
 
 The API key is read from an environment variable and handed to the client; it is never stored
 on these objects' records, logged, or written anywhere.
@@ -47,6 +52,42 @@ class OpenAIConfigError(RuntimeError):
     """The server refused the request itself (model, size, key …): fix the config, then rerun."""
 
 
+class AccountError(OpenAIConfigError):
+    """The account behind the key cannot be served (no quota, bad key, billing, no access to the
+    model): every request would fail the same way, so none is retried and the stage stops."""
+
+
+# Error codes that concern the account, not the request: retrying or going on with other shots
+# only spends requests (and, for a 429 insufficient_quota, the client would retry each one).
+ACCOUNT_CODES = {
+    "insufficient_quota": "the account has no quota left: add credit or raise the usage limit "
+                          "(platform.openai.com → Settings → Billing / Limits)",
+    "billing_hard_limit_reached": "the account reached its billing hard limit: raise it (platform.openai.com → "
+                                  "Settings → Limits)",
+    "billing_not_active": "billing is not active on the account: add a payment method (platform.openai.com → "
+                          "Settings → Billing)",
+    "account_deactivated": "the account is deactivated: contact OpenAI support",
+    "invalid_api_key": "the key was refused: check the key in the environment variable named by "
+                       "<stage>.openai.api_key_env",
+    "invalid_organization": "the key's organization is not valid: check OPENAI_ORG_ID / the key's project",
+    "model_not_found": "the model does not exist or the key has no access to it: check <stage>.model "
+                       "(and, for gpt-image models, the organization's verification)",
+}
+ACCOUNT_STATUSES = {401: "the key was refused (401): check the key in the environment variable named by "
+                         "<stage>.openai.api_key_env",
+                    403: "the key may not use this model or endpoint (403): check <stage>.model, the key's "
+                         "project permissions and the organization's verification",
+                    404: "the model or endpoint does not exist here (404): check <stage>.model and "
+                         "<stage>.openai.base_url"}
+
+
+def account_problem(status: int | None, code: str | None) -> str | None:
+    """What to do about an account-level refusal, or None when the error concerns one request."""
+    if code in ACCOUNT_CODES:
+        return ACCOUNT_CODES[code]
+    return ACCOUNT_STATUSES.get(status or 0)
+
+
 def api_key_from_env(var: str, stage: str) -> str:
     """The key named by ``<stage>.openai.api_key_env``; an empty name means the server needs none."""
     if not var:
@@ -65,8 +106,30 @@ _CLIENTS: dict[tuple, Any] = {}
 _CLIENTS_LOCK = threading.Lock()
 
 
-def make_client(opts: dict, stage: str):
+def _client_class():
     from openai import OpenAI
+
+    class Client(OpenAI):
+        # The client retries every 429; a 429 insufficient_quota (and other account-level codes)
+        # will not pass by retrying, so it is answered at once (overrides the client's private hook:
+        # its public options cannot tell one 429 from another).
+        def _should_retry(self, response) -> bool:
+            if response.status_code in (400, 429, 403):
+                try:
+                    response.read()
+                    body = response.json()
+                    code = (body.get("error") or {}).get("code") if isinstance(body, dict) else None
+                except Exception:  # not JSON: the client's own rules decide
+                    code = None
+                if code in ACCOUNT_CODES:
+                    return False
+            return super()._should_retry(response)
+
+    return Client
+
+
+def make_client(opts: dict, stage: str):
+    OpenAI = _client_class()
 
     key = api_key_from_env(opts["api_key_env"], stage)
     ident = (stage, opts["base_url"], opts["api_key_env"], float(opts["timeout"]), int(opts["max_retries"]))
@@ -259,6 +322,34 @@ class OpenAICaptioner:
                          f"{self.retries + 1} attempts; raise caption.retries or use a model with structured output")
 
 
+def images_request(model: str, opts: dict, shot: dict) -> dict:
+    """The Images API parameters of one shot (no key, no image bytes): exactly what is sent."""
+    params = {"model": model, "prompt": shot["prompt"], "size": f"{int(shot['width'])}x{int(shot['height'])}", "n": 1}
+    if opts.get("size"):
+        params["size"] = opts["size"]
+    for name in ("quality", "background", "output_format"):
+        if opts.get(name):
+            params[name] = opts[name]
+    if opts.get("reference_mode"):
+        if opts.get("input_fidelity"):
+            params["input_fidelity"] = opts["input_fidelity"]
+    elif opts.get("moderation"):
+        params["moderation"] = opts["moderation"]  # images.edit takes no moderation level
+    return params
+
+
+def request_key_fields(pixels: dict) -> dict:
+    """What of a planned shot reaches the Images API (and so can change its pixels): the endpoint,
+    the request's parameters and, in reference mode, the reference image's content. Nothing else
+    (negative prompt, seed, steps: the API has none of them) enters the shot key."""
+    opts = pixels.get("openai", {})
+    fields = {"backend": "openai", "endpoint": "edits" if opts.get("reference_mode") else "generations",
+              **images_request(pixels.get("model", ""), opts, pixels)}
+    if opts.get("reference_mode"):
+        fields["reference_sha256"] = pixels.get("reference_sha256", "")
+    return fields
+
+
 class OpenAIGenerator:
     """One Images API call per shot; PNG back. Reference mode sends the reference image as an input."""
 
@@ -272,19 +363,7 @@ class OpenAIGenerator:
 
     def request(self, shot: dict) -> dict:
         """The request's parameters (no key, no image bytes): recorded in provenance as sent."""
-        params = {"model": self.model, "prompt": shot["prompt"], "size": f"{int(shot['width'])}x{int(shot['height'])}",
-                  "n": 1}
-        if self.opts["size"]:
-            params["size"] = self.opts["size"]
-        for name in ("quality", "background", "output_format"):
-            if self.opts[name]:
-                params[name] = self.opts[name]
-        if self.opts["reference_mode"]:
-            if self.opts["input_fidelity"]:
-                params["input_fidelity"] = self.opts["input_fidelity"]
-        elif self.opts["moderation"]:
-            params["moderation"] = self.opts["moderation"]  # images.edit takes no moderation level
-        return params
+        return images_request(self.model, self.opts, shot)
 
     def generate(self, shot: dict) -> tuple[Image.Image, dict[str, Any]]:
         import openai
@@ -296,38 +375,70 @@ class OpenAIGenerator:
                     response = self.client.images.edit(image=ref, **params)
             else:
                 response = self.client.images.generate(**params)
-        except openai.BadRequestError as e:
-            code = _error_code(e)
-            if code in MODERATION_CODES or "safety" in str(e).lower():
-                raise ShotFailed(f"refused by moderation ({code or 'safety system'}): {_error_message(e)}",
-                                 e.request_id) from None
-            raise OpenAIConfigError(f"the Images API rejected the request ({e.status_code} {code}, parameter "
-                                    f"{_error_param(e)!r}): {_error_message(e)} Check generate.model, plan.width/height "
-                                    "and generate.openai.") from None
-        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
-            raise OpenAIConfigError(f"the Images API refused the request ({e.status_code}): {_error_message(e)}; "
-                                    f"check the key in ${self.opts['api_key_env']}, generate.model and "
-                                    "generate.openai.base_url") from None
-        except openai.APIStatusError as e:  # 429 / 5xx still failing after the client's retries
-            raise ShotFailed(f"HTTP {e.status_code} after {self.opts['max_retries']} retries: {_error_message(e)}",
-                             e.request_id) from None
+        except openai.APIStatusError as e:
+            raise classify_error(e.status_code, _error_code(e), _error_message(e), _error_param(e), e.request_id,
+                                 self.opts, self.model, retried=True) from None
         except openai.APITimeoutError:
             raise ShotFailed(f"timed out ({self.opts['timeout']} s) after {self.opts['max_retries']} retries") from None
         except openai.APIConnectionError as e:
             raise ShotFailed(f"connection failed after {self.opts['max_retries']} retries: {e}") from None
         item = response.data[0] if response.data else None
-        if item is None or not item.b64_json:
-            raise ShotFailed("the reply carried no image (no b64_json)", getattr(response, "_request_id", None))
-        image = Image.open(io.BytesIO(base64.b64decode(item.b64_json)))
-        image.load()
-        return image, {
-            "model": self.model,
-            "request": {k: v for k, v in params.items() if k != "prompt"},
-            "reference_input": bool(self.opts["reference_mode"]),
-            "revised_prompt": getattr(item, "revised_prompt", None),
-            "usage": _usage(response),
-            "request_id": getattr(response, "_request_id", None),
-        }
+        return image_result(item.b64_json if item else None, getattr(item, "revised_prompt", None), _usage(response),
+                            getattr(response, "_request_id", None), params, self.model, self.opts)
+
+
+def classify_error(status: int | None, code: str, message: str, param: str, request_id: str | None, opts: dict,
+                   model: str, retried: bool) -> Exception:
+    """An Images API error as what it means here: ``AccountError`` (stop the stage),
+    ``OpenAIConfigError`` (a malformed request: stop), or ``ShotFailed`` (this shot only)."""
+    problem = account_problem(status, code)
+    if problem is not None:
+        return AccountError(
+            f"the Images API refused the account ({status} {code or ''}): {message} What to do: "
+            f"{problem.replace('<stage>', 'generate')} (key variable ${opts.get('api_key_env', '')}, model "
+            f"{model!r}); then run snakemake again. The stage stopped at this first refusal: no further shot was "
+            "requested.")
+    if status == 400:
+        if code in MODERATION_CODES or "safety" in message.lower():
+            return ShotFailed(f"refused by moderation ({code or 'safety system'}): {message}", request_id)
+        return OpenAIConfigError(f"the Images API rejected the request ({status} {code}, parameter {param!r}): "
+                                 f"{message} Check generate.model, plan.width/height and generate.openai.")
+    # 429 / 5xx (after the client's retries), or a batch line's own failure (expired, server error)
+    after = f" after {opts.get('max_retries')} retries" if retried else ""
+    return ShotFailed(f"HTTP {status}{after}: {message}" if status else f"{code or 'failed'}: {message}", request_id)
+
+
+def image_result(b64: str | None, revised_prompt: str | None, usage: dict, request_id: str | None, params: dict,
+                 model: str, opts: dict, **extra) -> tuple[Image.Image, dict[str, Any]]:
+    """An Images API reply (a synchronous response or one line of a batch's output) as the image and
+    its provenance; the Content Credentials the file carries are read before it is re-encoded."""
+    if not b64:
+        raise ShotFailed("the reply carried no image (no b64_json)", request_id)
+    raw = base64.b64decode(b64)
+    image = Image.open(io.BytesIO(raw))
+    image.load()
+    from synthlora.credentials import read_credentials
+
+    return image, {
+        "model": model,
+        "request": {k: v for k, v in params.items() if k != "prompt"},
+        "reference_input": bool(opts.get("reference_mode")),
+        "revised_prompt": revised_prompt,
+        "usage": usage,
+        "request_id": request_id,
+        "content_credentials": read_credentials(raw, _mime(raw)),
+        **extra,
+    }
+
+
+def _mime(raw: bytes) -> str:
+    if raw.startswith(b"\x89PNG"):
+        return "image/png"
+    if raw.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    if raw[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"
 
 
 def _error_code(e) -> str:
