@@ -64,7 +64,13 @@ def batch_result(shot: dict, settings: dict, reference: str | None, images_dir: 
         if record is None:
             record = _submit(shot, settings, reference, Path(images_dir), folder, out)
         record = _wait(record, settings, folder, out)
-    return _line_result(record, shot, settings, folder)
+        try:
+            return _line_result(record, shot, settings, folder)
+        except Exception:
+            # This failure is now the shot's record; after retry-failed the key goes into a new batch.
+            record.setdefault("failures_recorded", []).append(shot["key"])
+            write_json(_record_path(folder, record), record)
+            raise
 
 
 # ---- records --------------------------------------------------------------------------------
@@ -82,14 +88,15 @@ def _records(folder: Path) -> list[dict]:
 
 def _record_with(folder: Path, key: str) -> dict | None:
     """The batch to take ``key`` from: a pending one that holds it, or a finished one whose line for
-    it succeeded. A key whose line failed is not taken again (it goes into a new batch)."""
+    it succeeded, or whose failure has not been recorded as the shot's yet. A failure that was
+    recorded (and then removed by retry-failed) is not taken again: the key goes into a new batch."""
     for record in _records(folder):
         if key not in record.get("keys", []):
             continue
         if record.get("status") not in TERMINAL:
             return record
         line = _lines(record, folder).get(key)
-        if line is not None and _line_ok(line):
+        if (line is not None and _line_ok(line)) or key not in record.get("failures_recorded", []):
             return record
     return None
 
