@@ -293,3 +293,38 @@ def test_synchronous_images_record_their_content_credentials(tmp_path, api):
     run(tmp_path, shots[1:], gen)
     cred = prov(tmp_path, shots[1]["key"])["content_credentials"]
     assert cred["valid"] and cred["issuer"] == ISSUER and cred["validation_state"] == "Valid"
+
+
+def test_the_model_card_sums_up_the_credentials_of_the_training_images(tmp_path, api):
+    from synthlora.model_card import credentials_lines, provenance_table
+
+    gen = generate_cfg(api)
+    shots = planned(tmp_path, gen, n=3)
+    api.sign = sign_png
+    run(tmp_path, shots, gen)
+    files = [str(tmp_path / f"results/mira/images/{s['key']}.json") for s in shots]
+    (line,) = credentials_lines(files)
+    assert "3 of 3 training images carry them, 3 validate" in line and ISSUER in line and GENERATOR in line
+    table = provenance_table(files, str(REPO / "characters/mira/reference.png"))
+    assert table.splitlines()[0].split("\t")[-2] == "content_credentials"
+    assert all(f"valid; issuer {ISSUER}" in row for row in table.splitlines()[1:])
+    # a file whose pixels were changed after signing no longer validates, and the card says so
+    raw = bytearray(sign_png(open(tmp_path / f"results/mira/images/{shots[0]['key']}.png", "rb").read()))
+    raw[raw.find(b"IDAT") + 20] ^= 0xFF
+    from synthlora.credentials import read_credentials
+
+    cred = read_credentials(bytes(raw), "image/png")
+    assert cred["present"] and not cred["valid"] and "assertion.dataHash.mismatch" in cred["failures"]
+
+
+def test_estimate_prints_the_synchronous_and_the_batch_price():
+    from synthlora.generation import estimate, format_estimate
+
+    cfg = defaults()
+    cfg["generate"].update(backend="openai", model="gpt-image-2")
+    cfg["generate"]["openai"]["usd_per_image"] = 0.21
+    text = format_estimate(estimate(cfg, "/nonexistent"))
+    assert "80 calls, 80 images, ~$16.80 synchronous / ~$8.40 with the Batch API (generate.openai.batch: off)" in text
+    cfg["generate"]["openai"]["batch"] = True
+    est = estimate(cfg, "/nonexistent")
+    assert est["usd_total"] == 8.4 and "~$8.40 with the Batch API / ~$16.80 synchronous" in format_estimate(est)

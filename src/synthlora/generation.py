@@ -340,9 +340,14 @@ def estimate(config: dict, results_root: str | Path = "results") -> dict[str, An
         todo = 0
         for name in config["characters"]:
             todo += config["plan"]["candidates"] - _already_generated(Path(results_root, name), config)
+        from synthlora.backends.openai_batch import BATCH_PRICE_FACTOR
+
         usd = todo * config["generate"]["openai"]["usd_per_image"]
+        batch = bool(config["generate"]["openai"].get("batch"))
         stages["generate"] = {"model": config["generate"]["model"], "calls": todo, "images": todo,
-                              "usd": round(usd, 2)}
+                              "usd": round(usd * (BATCH_PRICE_FACTOR if batch else 1), 2),
+                              "usd_synchronous": round(usd, 2), "usd_batch": round(usd * BATCH_PRICE_FACTOR, 2),
+                              "batch": batch}
     if uses_api(config, "caption"):
         c = config["caption"]
         calls = n_chars * config["select"]["count"]
@@ -396,6 +401,12 @@ def format_estimate(est: dict) -> str:
         if "input_tokens" in s:
             detail += (f", ~{s['input_tokens']} input + ~{s['output_tokens']} output tokens"
                        f" (+ up to {s['extra_calls_if_answers_fail_validation']} retry calls)")
+        if "usd_batch" in s:  # the Images API: both prices, the one this config pays first
+            prices = [f"~${s['usd_synchronous']:.2f} synchronous", f"~${s['usd_batch']:.2f} with the Batch API"]
+            detail += (f", {' / '.join(prices[::-1] if s['batch'] else prices)} "
+                       f"(generate.openai.batch: {'on' if s['batch'] else 'off'})")
+            lines.append(f"  {stage:9s} {s['model']}: {detail}")
+            continue
         lines.append(f"  {stage:9s} {s['model']}: {detail}, ~${s['usd']:.2f}")
     lines.append(f"  total ~${est['usd_total']:.2f} (prices from config: *.openai.usd_per_*); "
                  f"at most {est['max_concurrent_api_calls']} calls at once")

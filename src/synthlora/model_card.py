@@ -19,7 +19,7 @@ from synthlora.io import file_sha256, read_json
 from synthlora.verify import verified_lora
 
 PROVENANCE_COLUMNS = ("key", "source", "backend", "model", "seed", "created", "sha256", "same_as_reference",
-                      "reference_input", "prompt")
+                      "reference_input", "content_credentials", "prompt")
 
 RESPONSIBILITY = (
     "This LoRA was made to reproduce an original character without training on artist-made images. "
@@ -45,8 +45,37 @@ def provenance_rows(provenance_files: list[str], reference: str) -> list[dict[st
                      "same_as_reference": "yes" if sha == ref_sha else "no",
                      # generate.openai.reference_mode: the reference image was sent with the prompt
                      "reference_input": "yes" if prov.get("reference_input") else "no",
+                     "content_credentials": credentials_cell(prov.get("content_credentials")),
                      "prompt": shot.get("prompt", "")})
     return rows
+
+
+def credentials_cell(cred: dict | None) -> str:
+    """One image's C2PA Content Credentials for provenance.tsv: validity, issuer, claim generator."""
+    if not cred:
+        return ""  # not read (a local generator, or an image made before credentials were read)
+    if not cred.get("present"):
+        return "none" if cred.get("present") is False else f"not read: {cred.get('error', '')}"
+    state = "valid" if cred.get("valid") else "INVALID"
+    return f"{state}; issuer {cred.get('issuer') or '?'}; generator {cred.get('claim_generator') or '?'}"
+
+
+def credentials_lines(provenance_files: list[str]) -> list[str]:
+    """The model card's line on the training images' Content Credentials (C2PA), when any were read."""
+    from synthlora.credentials import credentials_summary
+
+    records = [read_json(p).get("content_credentials") for p in provenance_files]
+    if not any(records):
+        return []
+    s = credentials_summary(records)
+    if not s["with_credentials"]:
+        return [f"Content Credentials (C2PA): none of the {s['images']} training images carries any."]
+    return [f"Content Credentials (C2PA): {s['with_credentials']} of {s['images']} training images carry them, "
+            f"{s['valid']} validate (signature and content intact"
+            + (f", {s['trusted']} from a trusted signer" if s["trusted"] else "") + "); issuer(s): "
+            f"{', '.join(s['issuers']) or 'unknown'}; claim generator(s): {', '.join(s['claim_generators']) or 'unknown'}"
+            + (f"; problems reported: {', '.join(s['failures'])}" if s["failures"] else "")
+            + " (`content_credentials` in provenance.tsv)."]
 
 
 def provenance_table(provenance_files: list[str], reference: str) -> str:
@@ -310,6 +339,7 @@ def model_card(inputs, provenance: list[str], character: dict, cfg: dict, demo_m
                 f"Captions: `{cfg['caption']['model']}` (backend {cfg['caption']['backend']}), trigger word first.",
                 *feature_check_lines(inputs.selection),
                 *api_spend_lines(read_json(inputs.api_usage)),
+                *credentials_lines(list(provenance)),
                 "Per-image record (key, source, generator, model, seed, time, SHA-256, prompt): `provenance.tsv`."])]
 
     license_ = cfg["model_card"]["license"]
