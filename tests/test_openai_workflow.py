@@ -22,12 +22,12 @@ KEY_ENV = "SYNTHLORA_TEST_OPENAI_KEY"
 WAVING = "waving one hand"  # the plan's phrase for the 'waving' pose: the stand-in refuses it
 
 
-def openai_config(url: str, max_concurrent: int = 1) -> str:
+def openai_config(url: str, max_concurrent: int = 1, generate_extra: str = "") -> str:
     conn = f"base_url: {url}\n    api_key_env: {KEY_ENV}\n    timeout: 5\n    max_retries: 3\n"
     return (
         f"max_concurrent_api_calls: {max_concurrent}\n"
         f"analyze:\n  backend: openai\n  model: gpt-5.5\n  openai:\n    {conn}"
-        f"generate:\n  backend: openai\n  model: gpt-image-2\n  openai:\n    {conn}    quality: low\n"
+        f"generate:\n  backend: openai\n  model: gpt-image-2\n  openai:\n    {conn}    quality: low\n{generate_extra}"
         f"caption:\n  backend: openai\n  model: gpt-5.5\n  openai:\n    {conn}"
     )
 
@@ -146,3 +146,37 @@ def test_interrupting_generation_leaves_no_image_a_later_run_trusts(fresh, api):
     done = len(list(images.glob("*.png")))
     rest = fresh.snakemake("-n", configfiles=CONFIGS, env={KEY_ENV: KEY})
     assert fresh.jobs(rest)["generate"] == 8 - done, "the interrupted shots, and only they, are made again"
+
+
+def test_batch_mode_submits_once_exits_saying_how_to_resume_and_a_rerun_collects_the_same_batch(fresh, api):
+    api.latency = 0
+    api.batch_hold = True
+    batch = "    batch: true\n    batch_poll_seconds: 0.05\n"
+    config = openai_config(api.url, max_concurrent=2, generate_extra=batch)
+    fresh.path("config/openai.yaml").write_text(openai_config(api.url, 2, batch + "    batch_wait_hours: 0\n"))
+    target = "results/mira/generation_report.json"
+    first = fresh.snakemake(target, configfiles=CONFIGS, env={KEY_ENV: KEY}, check=False)
+    assert first.returncode != 0 and "run snakemake again later" in first.output, first.output[-3000:]
+    assert len(api.batches) == 1 and images_calls(api) == 0
+    assert not list(fresh.root.glob("results/mira/images/*.png"))
+
+    api.batch_hold = False
+    fresh.path("config/openai.yaml").write_text(config)
+    fresh.snakemake(target, configfiles=CONFIGS, env={KEY_ENV: KEY})
+    assert len(api.batches) == 1 and sum(p == "/v1/files" for p, _ in api.calls) == 1, "the same batch, polled"
+    report = json.loads(fresh.path(target).read_text())
+    assert report["ok"] == 8 and images_calls(api) == 0
+    leaked = [str(p) for p in fresh.root.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
+    assert not leaked
+
+
+def test_when_every_shot_fails_the_run_stops_before_selection_saying_why(fresh, api):
+    api.latency = 0
+    fresh.path("config/openai.yaml").write_text(openai_config(api.url, max_concurrent=2))
+    api.fault("moderation", endpoint="/images/")
+    run = fresh.snakemake(configfiles=CONFIGS, env={KEY_ENV: KEY}, check=False)
+    assert run.returncode != 0
+    assert "only 0 of 8 shots produced an image" in run.output and "8× refused by moderation" in run.output
+    assert run.output.count("failed shot ") >= 8, "the failed-shot summary prints on failure too"
+    assert not fresh.path("results/mira/selection.tsv").exists() and not fresh.jobs(run)["caption"]
+    assert images_calls(api) == 8
