@@ -328,3 +328,16 @@ def test_estimate_prints_the_synchronous_and_the_batch_price():
     cfg["generate"]["openai"]["batch"] = True
     est = estimate(cfg, "/nonexistent")
     assert est["usd_total"] == 8.4 and "~$8.40 with the Batch API / ~$16.80 synchronous" in format_estimate(est)
+
+
+def test_a_chat_stage_out_of_quota_fails_at_once_naming_the_cause(api):
+    from synthlora.backends import make_captioner
+    from PIL import Image
+
+    opts = {"base_url": api.url, "api_key_env": "STANDIN_KEY", "timeout": 2.0, "max_retries": 3, "image_detail": "low",
+            "max_output_tokens": 0, "temperature": None, "retries": 1}
+    captioner = make_captioner({"backend": "openai", "model": "gpt-5.5", "openai": opts})
+    api.fault("quota", endpoint="/chat/")
+    with pytest.raises(AccountError, match="caption.*insufficient_quota.*quota"):
+        captioner.tag(Image.new("RGB", (8, 8)), {"views": ["front", "side"]}, "Tag it.")
+    assert api.calls_to("/chat/") == 1

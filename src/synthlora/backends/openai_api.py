@@ -249,9 +249,24 @@ class _Chat:
         self.client = make_client(opts, stage)
         self.model = model
         self.opts = opts
+        self.stage = stage
         self.usage: list[dict] = []  # one entry per call, for the job's log and the spend report
 
     def ask(self, messages: list, schema: dict, name: str) -> str:
+        import openai
+
+        try:
+            return self._ask(messages, schema, name)
+        except openai.APIStatusError as e:
+            problem = account_problem(e.status_code, _error_code(e))
+            if problem is None:
+                raise
+            raise AccountError(f"the {self.stage} model's server refused the account ({e.status_code} "
+                               f"{_error_code(e)}): {_error_message(e)} What to do: "
+                               f"{problem.replace('<stage>', self.stage)} (key variable "
+                               f"${self.opts['api_key_env']}, model {self.model!r}); then run snakemake again.") from None
+
+    def _ask(self, messages: list, schema: dict, name: str) -> str:
         extra = {}
         if self.opts.get("max_output_tokens"):
             extra["max_completion_tokens"] = int(self.opts["max_output_tokens"])
