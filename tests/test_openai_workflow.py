@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from c2pa_signing import ISSUER, sign_png
 from conftest import TEST_CONFIG, _env
 from openai_standin import StandIn
 
@@ -57,6 +58,7 @@ def test_full_run_with_faults_records_failures_keeps_the_key_secret_and_reruns_o
     api.fault("429", count=2, endpoint="/images/")
     api.fault("500", count=1, endpoint="/images/")
     api.fault("drop", count=1, endpoint="/chat/")
+    api.sign = sign_png  # every image carries Content Credentials, as OpenAI's do
 
     estimate = subprocess.run([sys.executable, "-m", "synthlora.generation", "estimate", "--configfile", *CONFIGS],
                               cwd=fresh.root, capture_output=True, text=True, env=_env(env), check=True).stdout
@@ -101,6 +103,9 @@ def test_full_run_with_faults_records_failures_keeps_the_key_secret_and_reruns_o
     card = fresh.path("results/mira/MODEL_CARD.md").read_text()
     assert f"API usage behind these results: {spent['total']['calls']} calls" in card
     assert "never an input to image generation" in card
+    n_train = len(list(fresh.root.glob("results/mira/captions/*.txt")))
+    assert f"Content Credentials (C2PA): {n_train} of {n_train} training images carry them, {n_train} validate" in card
+    assert ISSUER in card
 
     leaked = [str(p) for p in fresh.root.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
     assert not leaked and KEY not in run.output, f"the API key leaked into {leaked}"
