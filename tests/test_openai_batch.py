@@ -181,7 +181,7 @@ def test_too_few_images_stop_before_selection_with_counts_per_reason(tmp_path, a
     report = generation_report(files)
     message = too_few_generated(report, 2, "mira")
     assert "only 1 of 5" in message and "3× refused by moderation (moderation_blocked)" in message
-    assert "1× HTTP 503" in message and "retry-failed" in message
+    assert "1× HTTP 503" in message and "retry-failed results/mira " in message
     assert too_few_generated(report, 1) is None
     # the run stopped before generation_report: the summary is built from the records so far
     lines = summary_lines([tmp_path / "results/mira/generation_report.json"])

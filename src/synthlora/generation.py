@@ -258,7 +258,7 @@ def too_few_generated(report: dict, min_count: int, character: str = "") -> str 
     who = f"{character}: " if character else ""
     return (f"{who}only {report['ok']} of {report['shots']} shots produced an image, fewer than select.min_count "
             f"({min_count}); stopping before selection (no captions, no training). Failed: {reasons}. Fix the "
-            f"cause, then {report['retry'] or 'run snakemake again'}.")
+            f"cause, then {(report['retry'] or 'run snakemake again').replace('<character>', character or '<character>')}.")
 
 
 def _report_so_far(results_dir: Path) -> dict | None:
