@@ -3,6 +3,7 @@
 Prints wall time ÷ (N·L/C): 1.00 is perfect overlap of API calls; the issue's goal is <= 1.10 at
 N=80, L=2 s, C=8. Also prints, measured beside it, snakemake's start-up for the same targets (a
 dry run) and the ratio without it. Usage: python bench/api_throughput.py [N] [L] [C]
+What the same shots cost (synchronous vs batch, requests under faults): bench/api_costs.py.
 """
 
 import json
