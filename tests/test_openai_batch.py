@@ -30,7 +30,6 @@ def fresh_process_state():
     """Each test is a new snakemake process: no stage stopped, no batch given up on."""
     generation.STOPPED.clear()
     openai_batch._GAVE_UP.clear()
-    openai_batch._LINES.clear()
     yield
     generation.STOPPED.clear()
     openai_batch._GAVE_UP.clear()
@@ -242,7 +241,6 @@ def test_an_interrupted_batch_run_resumes_polling_the_same_batch_without_paying_
     assert len(api.batches) == 1 and not list((tmp_path / "results/mira/images").glob("*.png"))
 
     openai_batch._GAVE_UP.clear()  # a new run (a new process)
-    openai_batch._LINES.clear()
     gen["openai"]["batch_wait_hours"] = 24
     api.batch_hold = False
     raised = run(tmp_path, shots, gen)

@@ -6,7 +6,8 @@ job of a character that needs an image submits every planned shot that has no im
 in no usable batch (JSONL upload to ``/v1/files``, then ``/v1/batches``), records the batch under
 ``results/<character>/batches/<batch id>.json`` and waits for it, printing a progress line when
 its state changes; the other jobs of that character wait on the same batch. When it ends, its
-output and error files are saved beside the record, and every job takes its own line (by
+output and error lines are saved beside the record (``batches/<id>/<key>.json``), and every job
+takes its own line (by
 ``custom_id``, the shot key): an image becomes the image and provenance the synchronous path
 writes; a failed line becomes a failed shot with its reason.
 
@@ -30,7 +31,7 @@ from typing import IO, Any
 from synthlora.backends.base import ShotFailed
 from synthlora.backends.openai_api import (OpenAIConfigError, classify_error, image_result, images_request,
                                            make_client)
-from synthlora.io import read_json, write_json
+from synthlora.io import read_json, write_json, write_text
 
 ENDPOINTS = {False: "/v1/images/generations", True: "/v1/images/edits"}
 TERMINAL = ("completed", "failed", "expired", "cancelled")
@@ -40,7 +41,6 @@ BATCH_PRICE_FACTOR = 0.5
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 _GAVE_UP: dict[Path, str] = {}  # batches dir → why this process stopped waiting (later jobs fail at once)
-_LINES: dict[str, dict[str, dict]] = {}  # batch id → custom_id → output/error line (parsed once)
 
 
 class BatchPending(RuntimeError):
@@ -95,8 +95,7 @@ def _record_with(folder: Path, key: str) -> dict | None:
             continue
         if record.get("status") not in TERMINAL:
             return record
-        line = _lines(record, folder).get(key)
-        if (line is not None and _line_ok(line)) or key not in record.get("failures_recorded", []):
+        if record.get("outcomes", {}).get(key) == "ok" or key not in record.get("failures_recorded", []):
             return record
     return None
 
@@ -232,35 +231,33 @@ def _wait(record: dict, settings: dict, folder: Path, out: IO[str]) -> dict:
 
 
 def _finish(record: dict, batch, client, folder: Path) -> dict:
-    """Save the ended batch's output and error files beside its record (the images are paid for:
-    they must survive the run), then mark the record with the batch's final state."""
-    for kind in ("output", "error"):
+    """Save the ended batch's result lines beside its record, one file per shot key (the images
+    are paid for: they must survive the run; streamed, so 80 full-size images never sit in memory
+    at once), then mark the record with the batch's final state and each key's outcome."""
+    outcomes: dict[str, str] = {}
+    for kind in ("error", "output"):  # output last: a key in both counts as it succeeded
         file_id = getattr(batch, f"{kind}_file_id", None)
-        if file_id:
-            (folder / f"{batch.id}.{kind}.jsonl").write_bytes(client.files.content(file_id).read())
-    record.update(status=batch.status, request_counts=batch.request_counts.model_dump() if batch.request_counts else {},
+        if not file_id:
+            continue
+        with client.files.with_streaming_response.content(file_id) as response:
+            for text in response.iter_lines():
+                if not text.strip():
+                    continue
+                line = json.loads(text)
+                key = str(line.get("custom_id"))
+                write_text(folder / batch.id / f"{key}.json", text)
+                outcomes[key] = "ok" if _line_ok(line) else "failed"
+    record.update(status=batch.status, outcomes=outcomes,
+                  request_counts=batch.request_counts.model_dump() if batch.request_counts else {},
                   errors=[e.message for e in (batch.errors.data if batch.errors and batch.errors.data else [])],
                   finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    write_json(_record_path(folder, record), record)
-    _LINES.pop(batch.id, None)
+    write_json(_record_path(folder, record), record)  # last: a run stopped before this finishes again
     return record
 
 
-def _lines(record: dict, folder: Path) -> dict[str, dict]:
-    batch_id = record.get("batch_id")
-    if not batch_id:
-        return {}
-    if batch_id not in _LINES:
-        lines: dict[str, dict] = {}
-        for kind in ("error", "output"):  # output last: a line in both is taken as it succeeded
-            path = folder / f"{batch_id}.{kind}.jsonl"
-            if path.exists():
-                for text in path.read_text(encoding="utf-8").splitlines():
-                    if text.strip():
-                        line = json.loads(text)
-                        lines[line.get("custom_id")] = line
-        _LINES[batch_id] = lines
-    return _LINES[batch_id]
+def _line(record: dict, key: str, folder: Path) -> dict | None:
+    path = folder / str(record.get("batch_id")) / f"{key}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def _line_result(record: dict, shot: dict, settings: dict, folder: Path):
@@ -268,7 +265,7 @@ def _line_result(record: dict, shot: dict, settings: dict, folder: Path):
     opts = _opts_of(shot, settings)
     request = record["requests"].get(key, {})
     params = request.get("params") or images_request(shot.get("model", ""), opts, shot)
-    line = _lines(record, folder).get(key)
+    line = _line(record, key, folder)
     if line is None:
         why = "; ".join(record.get("errors", [])) or f"the batch ended {record['status']} without this request"
         if record["status"] == "failed":  # rejected as a whole (validation): the request itself is at fault
