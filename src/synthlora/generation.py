@@ -179,9 +179,11 @@ def generation_report(provenance_files: list[str | Path]) -> dict[str, Any]:
     """Shots ok/failed with reasons, summed API usage, and whether the reference was an input."""
     failed, usage, requests, ok = [], {}, 0, 0
     reference_input = False
+    sources: dict[str, int] = {}
     for path in provenance_files:
         prov = read_json(path)
         shot = prov.get("shot", {})
+        sources[prov.get("source", "generated")] = sources.get(prov.get("source", "generated"), 0) + 1
         reference_input |= bool(prov.get("reference_input"))
         if prov.get("request_id") or prov.get("usage"):
             requests += 1
@@ -192,7 +194,7 @@ def generation_report(provenance_files: list[str | Path]) -> dict[str, Any]:
         else:
             ok += 1
     return {
-        "shots": len(provenance_files), "ok": ok, "failed": failed,
+        "shots": len(provenance_files), "ok": ok, "failed": failed, "sources": sources,
         "api_images_billed": requests, "usage": dict(sorted(usage.items())),
         "reference_input": reference_input,
         "note": ("the reference image was an input of image generation (generate.openai.reference_mode)"
@@ -252,8 +254,8 @@ def failure_counts(report: dict) -> dict[str, int]:
 def too_few_generated(report: dict, min_count: int, character: str = "") -> str | None:
     """The message that stops a run before selection when fewer shots produced an image than
     select.min_count: nothing is selected, captioned or trained on (almost) nothing."""
-    if report["ok"] >= int(min_count):
-        return None
+    if report["ok"] >= int(min_count) or not report.get("sources", {}).get("generated"):
+        return None  # (a folder of your own images: selection reports its unreadable files, with its sheet)
     reasons = "; ".join(f"{n}× {reason}" for reason, n in failure_counts(report).items())
     who = f"{character}: " if character else ""
     return (f"{who}only {report['ok']} of {report['shots']} shots produced an image, fewer than select.min_count "
