@@ -559,9 +559,11 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
                 pred = unet(noisy, t, emb.to(weight_dtype), **kwargs).sample
             target = loss_target(noise_scheduler, lat, noise, t)
             loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-            if min_snr_gamma:  # Min-SNR weighting as sd-scripts applies it (apply_snr_weight)
+            if min_snr_gamma:  # Min-SNR weighting as sd-scripts applies it: min(snr, γ)/snr, for v min(snr, γ)/(snr+1)
                 snr = compute_snr(noise_scheduler, t)
-                loss = loss * (torch.clamp(snr, max=min_snr_gamma) / (snr + 1 if v_pred else snr)).float()
+                # min(snr, γ)/snr written as min(γ/snr, 1): 1 (not 0/0) at zero terminal SNR's last step
+                weight = torch.clamp(snr, max=min_snr_gamma) / (snr + 1) if v_pred else torch.clamp(min_snr_gamma / snr, max=1.0)
+                loss = loss * weight.float()
             loss = loss.mean()
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -575,12 +577,13 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
                 if max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
                 optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]  # the UNet's learning rate this step
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append({"step": step, "epoch": epoch + 1, "loss": float(loss)})
+            losses.append({"step": step, "epoch": epoch + 1, "loss": float(loss.detach()), "lr": lr})
             step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.4f}", epoch=epoch + 1)
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", epoch=epoch + 1)
         if (epoch + 1) % every == 0 or epoch + 1 == epochs:
             save(epoch + 1)
     bar.close()
