@@ -128,3 +128,26 @@ def test_example_config_trains_and_evaluates_on_the_checkpoint_file_and_kohya_ge
     run_kohya(folder / "train.toml", folder / "dataset.toml", "sdxl",
               {"sd_scripts": str(FAKE), "python": "python", "accelerate_args": []}, "fp", state_dir=tmp_path / "state")
     assert json.loads(argv.read_text())["flat"]["pretrained_model_name_or_path"] == "resources/demo-models/sdxl.safetensors"
+
+
+def test_a_ckpt_file_loads_too(demo_models, tmp_path):
+    """The older pickle form ({'state_dict': …}) of the same checkpoint."""
+    from safetensors.torch import load_file
+
+    from synthlora.backends.base import load_sd_pipeline
+
+    state = load_file(demo_models / "sd15.safetensors")
+    torch.save({"state_dict": state, "global_step": 1}, tmp_path / "sd15.ckpt")
+    pipe = load_sd_pipeline(str(tmp_path / "sd15.ckpt"), "train.base_model",
+                            single_file={"sd15_components": str(demo_models / "sd15-components")})
+    assert type(pipe).__name__ == "StableDiffusionPipeline"
+    assert torch.equal(pipe.unet.conv_out.weight, state["model.diffusion_model.out.2.weight"])
+
+
+def test_check_says_whether_checkpoint_files_find_their_tokenizer_offline(demo_models):
+    from synthlora.single_file import tokenizer_problem
+
+    assert "hf download nobody/no-such-tokenizer" in tokenizer_problem({"tokenizer": "nobody/no-such-tokenizer"})
+    both = {f"{f}_components": str(demo_models / f"{f}-components") for f in ("sdxl", "sd15")}
+    assert tokenizer_problem({**both, "tokenizer": "nobody/no-such-tokenizer"}) is None
+    assert tokenizer_problem({"tokenizer": str(demo_models / "sdxl-components" / "tokenizer")}) is None

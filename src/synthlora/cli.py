@@ -151,6 +151,12 @@ def run_checks(root: Path, configfiles: tuple[str, ...]) -> list[tuple[str, str,
     for key, path in models.items():
         status, detail = _model_status(path, root, demo)
         rows.append((key, status, f"{path}: {detail}" if path else detail))
+    from synthlora.single_file import is_single_file, tokenizer_problem
+
+    files = [p for p in models.values() if p and is_single_file(p) and not p.startswith(demo.rstrip("/") + "/")]
+    if files:  # a checkpoint file holds no tokenizer: it must be found offline
+        problem = tokenizer_problem(config.get("single_file", {}))
+        rows.append(("single_file.tokenizer", "FAIL" if problem else "ok", problem or "found offline"))
 
     ocr = config["score"]["ocr"]
     if not ocr:

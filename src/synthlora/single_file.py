@@ -110,6 +110,19 @@ def tokenizers(family: str, folder: Path, tokenizer: str = DEFAULT_TOKENIZER) ->
     return out
 
 
+def tokenizer_problem(options: dict) -> str | None:
+    """Why checkpoint files could not get their CLIP tokenizer offline under the single_file section
+    ``options``, or None (for `synthlora check`)."""
+    folders = [options.get(f"{f}_components", "") for f in FAMILIES]
+    if all(folders) and all(Path(f).is_dir() and _has_tokenizer(Path(f), "tokenizer") for f in folders):
+        return None
+    try:
+        _local_folder(options.get("tokenizer") or DEFAULT_TOKENIZER, "single_file.tokenizer")
+    except SingleFileError as exc:
+        return str(exc)
+    return None
+
+
 def load_single_file(path: str | Path, key: str, family: str | None = None, options: dict | None = None, **kwargs):
     """An SDXL or SD1.5 pipeline from one checkpoint file, offline; ``options`` is the ``single_file``
     config section (components folder per family, tokenizer)."""
