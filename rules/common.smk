@@ -18,7 +18,7 @@ from synthlora.kohya import (KohyaConfigError, checkpoint_name, fingerprint, sam
 from synthlora.plan import pixel_inputs, shot_by_key
 from synthlora.score import MEASURES_VERSION
 from synthlora.selection import selected_keys, selection_summary_lines
-from synthlora.single_file import is_single_file
+from synthlora.single_file import is_single_file, prediction_pixels
 from synthlora.verify import file_problem, set_aside
 
 if workflow.is_main_process:
@@ -265,6 +265,7 @@ def plan_generate_inputs(wildcards):
     """The generator settings that go into each shot key; in reference mode the reference image
     shapes the pixels, so its content hash does too."""
     pixels = pixel_inputs(config["generate"])
+    pixels.update(prediction_pixels(config, config["generate"]["model"]))
     if reference_mode():
         pixels["reference_sha256"] = file_sha256(character(wildcards)["reference"])
     return pixels
@@ -487,7 +488,8 @@ def eval_items(wildcards):
 
 
 def eval_render_settings(wildcards):
-    return render_settings(config["evaluate"], config["train"]["base_model"])
+    settings = render_settings(config["evaluate"], config["train"]["base_model"])
+    return {**settings, **prediction_pixels(config, settings["model"])}
 
 
 def eval_checkpoint(wildcards):

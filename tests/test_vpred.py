@@ -77,3 +77,14 @@ def test_generate_and_evaluate_sample_the_base_with_a_v_prediction_scheduler(dem
     assert not other["v_parameterization"] and not other["zero_terminal_snr"]
     assert load_sd_pipeline(base, "generate.model").scheduler.config.prediction_type == "epsilon"
 
+
+
+def test_shot_keys_and_evaluation_settings_change_only_for_a_v_prediction_base():
+    """Correcting the setting renders anew; epsilon bases keep the keys they always had."""
+    from synthlora.single_file import prediction_pixels
+
+    base = "noob-vpred.safetensors"
+    eps = {"train": {"base_model": base}}
+    v = {"train": {"base_model": base, "v_parameterization": True, "zero_terminal_snr": True}}
+    assert prediction_pixels(eps, base) == {} and prediction_pixels(v, "another-model") == {}
+    assert prediction_pixels(v, base) == {"prediction": "v_prediction", "zero_terminal_snr": True}

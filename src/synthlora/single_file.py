@@ -158,6 +158,16 @@ def model_options(config: dict, model: str) -> dict:
             "zero_terminal_snr": bool(same and train.get("zero_terminal_snr"))}
 
 
+def prediction_pixels(config: dict, model: str) -> dict:
+    """What a v-prediction base adds to a shot key or an evaluation's settings (nothing for an
+    epsilon base, so their keys stay as they were): correcting the setting renders anew."""
+    opts = model_options(config, model)
+    if not (opts["v_parameterization"] or opts["zero_terminal_snr"]):
+        return {}
+    return {"prediction": "v_prediction" if opts["v_parameterization"] else "epsilon",
+            "zero_terminal_snr": opts["zero_terminal_snr"]}
+
+
 # ---- v-prediction ------------------------------------------------------------------------------
 
 
