@@ -99,7 +99,7 @@ def _model_status(path: str, root: Path, demo_dir: str) -> tuple[str, str]:
     if not path:
         return "ok", "empty: the default applies (for evaluate.model: train.base_model)"
     if path.rstrip("/").startswith(demo_dir.rstrip("/")):
-        return ("ok", "demo model, present") if (root / path).is_dir() else \
+        return ("ok", "demo model, present") if (root / path).exists() else \
             ("ok", "demo model, built by rule build_demo_models")
     if (root / path).exists() or Path(path).exists():
         return "ok", "local path"
