@@ -18,6 +18,7 @@ from synthlora.kohya import (KohyaConfigError, checkpoint_name, fingerprint, sam
 from synthlora.plan import pixel_inputs, shot_by_key
 from synthlora.score import MEASURES_VERSION
 from synthlora.selection import selected_keys, selection_summary_lines
+from synthlora.single_file import is_single_file, prediction_pixels
 from synthlora.verify import file_problem, set_aside
 
 if workflow.is_main_process:
@@ -37,7 +38,7 @@ except ConfigError as e:
 
 CHARACTERS = list(config["characters"])
 DEMO = config["demo_models_dir"].rstrip("/")
-DEMO_MODELS = ("sdxl", "sd15", "vlm", "embedder")
+DEMO_MODELS = ("sdxl", "sd15", "vlm", "embedder", "sdxl.safetensors", "sd15.safetensors", "sdxl-components", "sd15-components")
 
 # API jobs each hold one 'api_calls'; the workflow offers max_concurrent_api_calls of them unless
 # the command line set its own (--resources api_calls=N).
@@ -86,9 +87,11 @@ def character(wildcards):
 def model_input(path):
     """A demo model is built by a rule, so it is an input; ancient() because a shot's key already
     names its model, and rebuilding the demo models must not regenerate every image."""
-    if path.rstrip("/") in {os.path.join(DEMO, name) for name in DEMO_MODELS}:
-        return [ancient(path.rstrip("/"))]
-    return []
+    demo = {os.path.join(DEMO, name) for name in DEMO_MODELS}
+    paths = [path.rstrip("/")]
+    if is_single_file(path):  # a checkpoint file needs its components folder (configs, tokenizers) too
+        paths += [config["single_file"][f"{family}_components"].rstrip("/") for family in ("sdxl", "sd15")]
+    return [ancient(p) for p in paths if p in demo]
 
 
 _json_cache = {}
@@ -262,6 +265,7 @@ def plan_generate_inputs(wildcards):
     """The generator settings that go into each shot key; in reference mode the reference image
     shapes the pixels, so its content hash does too."""
     pixels = pixel_inputs(config["generate"])
+    pixels.update(prediction_pixels(config, config["generate"]["model"]))
     if reference_mode():
         pixels["reference_sha256"] = file_sha256(character(wildcards)["reference"])
     return pixels
@@ -484,7 +488,8 @@ def eval_items(wildcards):
 
 
 def eval_render_settings(wildcards):
-    return render_settings(config["evaluate"], config["train"]["base_model"])
+    settings = render_settings(config["evaluate"], config["train"]["base_model"])
+    return {**settings, **prediction_pixels(config, settings["model"])}
 
 
 def eval_checkpoint(wildcards):

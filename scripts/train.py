@@ -23,7 +23,7 @@ with job(snakemake):
             summary = train_lora(inp.train_toml, inp.dataset_toml, family=p.family, device=cfg["device"],
                                  fingerprint=fingerprint, state_dir=folder / "state",
                                  latent_cache_dir=cfg["latent_cache_dir"], sample_prompts=inp.sample_prompts,
-                                 samples_dir=folder / "samples")
+                                 samples_dir=folder / "samples", single_file=snakemake.config["single_file"])
         missing = sorted(set(out.loras) - {c["path"] for c in summary["checkpoints"]})
         if missing:
             raise RuntimeError(f"the trainer did not write {missing}")

@@ -99,7 +99,7 @@ def _model_status(path: str, root: Path, demo_dir: str) -> tuple[str, str]:
     if not path:
         return "ok", "empty: the default applies (for evaluate.model: train.base_model)"
     if path.rstrip("/").startswith(demo_dir.rstrip("/")):
-        return ("ok", "demo model, present") if (root / path).is_dir() else \
+        return ("ok", "demo model, present") if (root / path).exists() else \
             ("ok", "demo model, built by rule build_demo_models")
     if (root / path).exists() or Path(path).exists():
         return "ok", "local path"
@@ -151,6 +151,12 @@ def run_checks(root: Path, configfiles: tuple[str, ...]) -> list[tuple[str, str,
     for key, path in models.items():
         status, detail = _model_status(path, root, demo)
         rows.append((key, status, f"{path}: {detail}" if path else detail))
+    from synthlora.single_file import is_single_file, tokenizer_problem
+
+    files = [p for p in models.values() if p and is_single_file(p) and not p.startswith(demo.rstrip("/") + "/")]
+    if files:  # a checkpoint file holds no tokenizer: it must be found offline
+        problem = tokenizer_problem(config.get("single_file", {}))
+        rows.append(("single_file.tokenizer", "FAIL" if problem else "ok", problem or "found offline"))
 
     ocr = config["score"]["ocr"]
     if not ocr:

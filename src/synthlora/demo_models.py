@@ -3,6 +3,8 @@
 The default config points every model-backed stage at these directories. They are saved with
 ``save_pretrained`` and loaded back by the same ``from_pretrained`` code a real model id or
 path takes, so the demo exercises the real loading, generation, training and scoring paths.
+The SDXL and SD1.5 pipelines are also written as single-file checkpoints in the original key
+layout (config/examples/single-file.yaml runs on those).
 Their outputs are meaningless pictures and gibberish text; the report says so.
 """
 
@@ -74,8 +76,9 @@ def build_sdxl(out: Path, seed: int = 0) -> None:
         CLIPTextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                        num_attention_heads=2, vocab_size=vocab_size, projection_dim=32, **ids)
     )
+    # wider than te1, as in SDXL (768 / 1280): a single-file loader tells the two encoders apart by width
     te2 = CLIPTextModelWithProjection(
-        CLIPTextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        CLIPTextConfig(hidden_size=48, intermediate_size=96, num_hidden_layers=2,
                        num_attention_heads=2, vocab_size=vocab_size, projection_dim=32, **ids)
     )
     addition_time_embed_dim = 8
@@ -90,7 +93,7 @@ def build_sdxl(out: Path, seed: int = 0) -> None:
         transformer_layers_per_block=(1, 1, 2),
         attention_head_dim=(2, 4, 4),
         norm_num_groups=32,
-        cross_attention_dim=64,  # te1 hidden + te2 hidden
+        cross_attention_dim=80,  # te1 hidden + te2 hidden
         use_linear_projection=True,
         addition_embed_type="text_time",
         addition_time_embed_dim=addition_time_embed_dim,
@@ -257,6 +260,33 @@ def build_embedder(out: Path, seed: int = 0) -> None:
 
 BUILDERS = {"sdxl": build_sdxl, "sd15": build_sd15, "vlm": build_vlm, "embedder": build_embedder}
 
+# The demo's SDXL and SD1.5 again as users hold real bases: one checkpoint file in the original
+# (sgm / ldm) key layout, plus a weightless components folder (configs and tokenizers) that
+# single_file.<family>_components names, as it would name a real base's diffusers folder.
+SINGLE_FILES = {"sdxl": "sdxl.safetensors", "sd15": "sd15.safetensors"}
+COMPONENTS = {"sdxl": "sdxl-components", "sd15": "sd15-components"}
+
+
+def write_single_file(pipeline_dir: str | Path, checkpoint: str | Path, components: str | Path, family: str) -> None:
+    """The diffusers pipeline in ``pipeline_dir`` as one original-layout ``.safetensors`` file, and its
+    configs and tokenizers (no weights) copied to ``components``."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from safetensors.torch import save_file
+
+    from synthlora.io import atomic_path
+    from synthlora.single_file import original_state_dict
+
+    pipeline_dir = Path(pipeline_dir)
+    cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
+    pipe = cls.from_pretrained(pipeline_dir, **({"safety_checker": None} if family == "sd15" else {}))
+    with atomic_path(checkpoint) as tmp:
+        save_file(original_state_dict(pipe, family), str(tmp), metadata={"format": "pt"})
+    with atomic_dir(components) as tmp:
+        for f in pipeline_dir.rglob("*"):
+            if f.is_file() and f.suffix in (".json", ".txt"):
+                (tmp / f.relative_to(pipeline_dir)).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, tmp / f.relative_to(pipeline_dir))
+
 
 def build_demo_models(root: str | Path, seed: int = 0) -> None:
     """Build every demo model under ``root/<name>``; each directory appears whole or not at all."""
@@ -264,3 +294,5 @@ def build_demo_models(root: str | Path, seed: int = 0) -> None:
     for name, builder in BUILDERS.items():
         with atomic_dir(root / name) as tmp:
             builder(tmp, seed=seed)
+    for family, name in SINGLE_FILES.items():
+        write_single_file(root / family, root / name, root / COMPONENTS[family], family)

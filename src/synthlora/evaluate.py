@@ -70,18 +70,18 @@ def suite_id(items: list[dict], settings: dict) -> str:
 
 
 def render_suite(items: list[dict], settings: dict, lora: str | None, out_dir: str | Path,
-                 device: str = "auto") -> list[dict[str, Any]]:
+                 device: str = "auto", model_options: dict | None = None) -> list[dict[str, Any]]:
     """Render every item (with the LoRA at ``lora_weight``, or without when ``lora`` is None) into
-    ``out_dir/{name}.png``; return the item list with the file name of each image."""
+    ``out_dir/{name}.png``; return the item list with the file name of each image. ``model_options``:
+    how the model loads (synthlora.single_file.model_options)."""
     import torch
-    from diffusers import AutoPipelineForText2Image
 
-    from synthlora.backends.base import load_pretrained, resolve_device, resolve_dtype
+    from synthlora.backends.base import load_sd_pipeline, resolve_device, resolve_dtype
 
     device = resolve_device(device)
     dtype = resolve_dtype(settings["dtype"], device)
-    pipe = load_pretrained(AutoPipelineForText2Image, settings["model"], "evaluate.model (empty: train.base_model)",
-                           dtype=dtype).to(device)
+    pipe = load_sd_pipeline(settings["model"], "evaluate.model (empty: train.base_model)", dtype=dtype,
+                            **(model_options or {})).to(device)
     pipe.set_progress_bar_config(disable=True)
     if lora:
         pipe.load_lora_weights(str(lora), adapter_name="checkpoint")

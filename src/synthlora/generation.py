@@ -109,7 +109,7 @@ def generate_shot(shot: dict, gen_cfg: dict, reference: str | None, image_path: 
     # The shot's own pixel settings win over today's config: they are what its key names.
     settings = {**{k: shot[k] for k in ("backend", "model", "dtype") if k in shot},
                 "device": gen_cfg["device"], "openai": {**gen_cfg["openai"], **shot.get("openai", {})},
-                "background": background}
+                "background": background, "model_options": gen_cfg.get("model_options", {})}
     started = time.time()
     record = {"shot": shot, "source": "folder" if shot.get("backend") == "folder" else "generated",
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -42,6 +42,9 @@ TRAIN_KEYS: dict[str, type | tuple[type, ...]] = {
     "cache_text_encoder_outputs": bool,
     "noise_offset": float,
     "min_snr_gamma": float,
+    "max_grad_norm": float,
+    "v_parameterization": bool,
+    "zero_terminal_snr": bool,
     "output_dir": str,
     "output_name": str,
     "save_model_as": str,
@@ -77,7 +80,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "optimizer_type": "AdamW", "optimizer_args": [], "text_encoder_lr": 0.0, "lr_scheduler": "constant",
     "lr_warmup_steps": 0, "save_every_n_epochs": 1, "seed": 42, "mixed_precision": "bf16",
     "gradient_checkpointing": False, "sdpa": True, "cache_latents": True, "cache_text_encoder_outputs": False,
-    "noise_offset": 0.0, "min_snr_gamma": 0.0, "keep_tokens": 1, "shuffle_caption": False,
+    "noise_offset": 0.0, "min_snr_gamma": 0.0, "max_grad_norm": 1.0, "v_parameterization": False,
+    "zero_terminal_snr": False, "keep_tokens": 1, "shuffle_caption": False,
     "caption_dropout_rate": 0.0, "enable_bucket": False, "min_bucket_reso": 256, "max_bucket_reso": 2048,
     "bucket_reso_steps": 64, "clip_skip": 0, "tokenizer_cache_dir": "", "save_state": True,
     "save_precision": "float", "sample_prompts": [], "sample_steps": 20,
@@ -168,6 +172,8 @@ def train_toml(train_cfg: dict, character: str, output_dir: str, sample_prompts:
             "gradient_checkpointing": bool(c["gradient_checkpointing"]),
             "sdpa": bool(c["sdpa"]),
             "cache_latents": bool(c["cache_latents"]),
+            # written even at sd-scripts' default (1.0): both trainers read the same value from here
+            "max_grad_norm": float(c["max_grad_norm"]),
         },
         "output": {
             "output_dir": output_dir,
@@ -191,6 +197,10 @@ def train_toml(train_cfg: dict, character: str, output_dir: str, sample_prompts:
         t["min_snr_gamma"] = float(c["min_snr_gamma"])
     if int(c["clip_skip"]):
         t["clip_skip"] = int(c["clip_skip"])
+    if c["v_parameterization"]:  # a v-prediction base (and, with it, zero terminal SNR where it was trained so)
+        doc["model"]["v_parameterization"] = True
+    if c["zero_terminal_snr"]:
+        t["zero_terminal_snr"] = True
     if c["tokenizer_cache_dir"]:
         doc["model"]["tokenizer_cache_dir"] = str(c["tokenizer_cache_dir"])
     if c["sample_prompts"] and sample_prompts:
@@ -250,7 +260,7 @@ def validate_train(doc: dict, source: str = "train.toml", family: str | None = N
     if flat.get("cache_text_encoder_outputs") and not flat.get("network_train_unet_only"):
         raise KohyaConfigError(f"{source}: cache_text_encoder_outputs needs network_train_unet_only "
                                "(text_encoder_lr 0): cached outputs cannot train the text encoders")
-    for key in ("noise_offset", "min_snr_gamma"):
+    for key in ("noise_offset", "min_snr_gamma", "max_grad_norm"):
         if flat.get(key, 0) < 0:
             raise KohyaConfigError(f"{source}: {key} must be >= 0 (got {flat[key]})")
     if "clip_skip" in flat:
@@ -327,12 +337,13 @@ BUILTIN_TRAIN_KEYS = {
     "network_train_unet_only", "optimizer_type", "optimizer_args", "learning_rate", "unet_lr",
     "text_encoder_lr", "lr_scheduler", "lr_warmup_steps", "max_train_epochs", "seed", "mixed_precision",
     "gradient_checkpointing", "cache_latents", "cache_text_encoder_outputs", "noise_offset", "min_snr_gamma",
+    "max_grad_norm", "v_parameterization", "zero_terminal_snr",
     "output_dir", "output_name", "save_model_as", "save_precision", "save_every_n_epochs", "save_state",
     "clip_skip", "tokenizer_cache_dir", "sample_prompts", "sample_every_n_epochs", "sample_sampler",
     "sdpa",  # diffusers uses PyTorch SDPA already
 }
 BUILTIN_OPTIMIZERS = {"AdamW", "AdamW8bit"}
-BUILTIN_SCHEDULERS = {"constant", "constant_with_warmup", "linear", "cosine"}
+BUILTIN_SCHEDULERS = {"constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"}
 BUILTIN_OPTIMIZER_ARGS = {"weight_decay", "betas", "eps"}
 
 

@@ -10,6 +10,7 @@ with other hyperparameters does not re-encode.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -114,8 +115,15 @@ def bucket_size(width: int, height: int, ds: dict) -> tuple[int, int]:
     return w, h
 
 
+def optimizer_name(optimizer, args: dict) -> str:
+    """``ss_optimizer`` as sd-scripts writes it: the class's full path, then its arguments."""
+    cls = type(optimizer)
+    text = ",".join(f"{k}={v}" for k, v in args.items())
+    return f"{cls.__module__}.{cls.__name__}" + (f"({text})" if text else "")
+
+
 def _metadata(flat: dict, dataset: dict, items: list, steps: int, started: float, family: str,
-              device: str) -> dict[str, str]:
+              device: str, optimizer: str | None = None, v_pred: bool = False) -> dict[str, str]:
     tag_frequency: dict[str, dict[str, int]] = {}
     dirs: dict[str, dict[str, int]] = {}
     for it in items:
@@ -124,19 +132,23 @@ def _metadata(flat: dict, dataset: dict, items: list, steps: int, started: float
         freq = tag_frequency.setdefault(d, {})
         for tag in {t.strip() for t in it["caption"].split(",") if t.strip()}:
             freq[tag] = freq.get(tag, 0) + 1
-    te_lr = flat.get("text_encoder_lr", [0.0])
+    # sd-scripts writes args.text_encoder_lr as it is: None when the text encoders are not trained
+    te_lr = flat.get("text_encoder_lr") if not flat.get("network_train_unet_only", True) else None
     meta = {
         "ss_network_module": flat["network_module"],
         "ss_network_dim": str(flat["network_dim"]),
         "ss_network_alpha": str(flat["network_alpha"]),
         "ss_base_model_version": "sdxl_base_v1-0" if family == "sdxl" else "sd_v1",
-        "ss_v2": "False",
         "ss_num_epochs": str(flat["max_train_epochs"]),
         "ss_steps": str(steps),
         "ss_learning_rate": str(flat["learning_rate"]),
         "ss_unet_lr": str(flat.get("unet_lr", flat["learning_rate"])),
-        "ss_text_encoder_lr": str(te_lr[0] if te_lr else 0.0),
-        "ss_optimizer": flat["optimizer_type"],
+        "ss_text_encoder_lr": str(te_lr),
+        "ss_optimizer": optimizer or flat["optimizer_type"],
+        "ss_max_grad_norm": str(flat.get("max_grad_norm", 1.0)),
+        "ss_v2": "False",
+        "ss_v_parameterization": str(v_pred),
+        "ss_zero_terminal_snr": str(bool(flat.get("zero_terminal_snr", False))),
         "ss_lr_scheduler": flat["lr_scheduler"],
         "ss_lr_warmup_steps": str(flat.get("lr_warmup_steps", 0)),
         "ss_mixed_precision": flat["mixed_precision"] if device != "cpu" else "no",  # what really ran
@@ -159,7 +171,9 @@ def _metadata(flat: dict, dataset: dict, items: list, steps: int, started: float
         "modelspec.implementation": ("https://github.com/Stability-AI/generative-models" if family == "sdxl"
                                      else "diffusers"),
         "modelspec.title": flat["output_name"],
-        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.sai_model_spec": "1.0.1",
+        "modelspec.date": datetime.datetime.fromtimestamp(int(time.time())).isoformat(),
+        "modelspec.prediction_type": "v" if v_pred else "epsilon",
         "modelspec.resolution": "{0}x{0}".format(dataset["datasets"][0]["resolution"])
         if isinstance(dataset["datasets"][0]["resolution"], int) else "x".join(map(str, dataset["datasets"][0]["resolution"])),
     }
@@ -177,7 +191,11 @@ def tensors_hash(state: dict) -> str:
 
 
 def _vae_identity(model_path: str) -> str:
-    """What the cached latents depend on besides the image: the VAE's weights (by content)."""
+    """What the cached latents depend on besides the image: the VAE's weights (by content; a
+    checkpoint file, gigabytes, by its path, size and modification time)."""
+    if Path(model_path).is_file():
+        st = Path(model_path).stat()
+        return hashlib.sha256(f"{Path(model_path).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
     vae_dir = Path(model_path) / "vae"
     files = sorted(vae_dir.glob("*.safetensors")) + sorted(vae_dir.glob("*.bin")) if vae_dir.is_dir() else []
     if not files:
@@ -219,6 +237,14 @@ def encode_latents(vae, items: list[dict], cache_dir: str | Path | None, vae_id:
         out.append(pair)
     print(f"latents: {hits} of {len(items)} from the cache ({cache_dir})", flush=True)
     return out, hits
+
+
+def loss_target(noise_scheduler, latents, noise, timesteps):
+    """What the UNet learns to predict: the noise for an epsilon base, the velocity
+    (alpha_t·noise − sigma_t·x0) for a v-prediction base."""
+    if noise_scheduler.config.prediction_type == "v_prediction":
+        return noise_scheduler.get_velocity(latents, noise, timesteps)
+    return noise
 
 
 def write_loss_curve(losses: list[dict], path: str | Path, title: str = "") -> None:
@@ -286,9 +312,10 @@ def publish_epochs(saved: list[dict], state_dir: Path) -> None:
 def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "sdxl",
                device: str = "auto", fingerprint: str | None = None, state_dir: str | Path | None = None,
                latent_cache_dir: str | Path | None = None, sample_prompts: str | Path | None = None,
-               samples_dir: str | Path | None = None) -> dict[str, Any]:
+               samples_dir: str | Path | None = None, single_file: dict | None = None) -> dict[str, Any]:
     """Train, saving ``{output_dir}/{output_name}-{epoch:06d}.safetensors`` every
-    ``save_every_n_epochs`` and after the last epoch; return a summary (steps, losses, files)."""
+    ``save_every_n_epochs`` and after the last epoch; return a summary (steps, losses, files).
+    ``single_file``: the config's single_file section, for a base model named by a checkpoint file."""
     if family not in ("sdxl", "sd15"):
         raise KohyaConfigError(f"train.family: the builtin trainer supports 'sdxl' and 'sd15' (got {family!r})")
     flat, dataset = load_training_config(train_toml, dataset_toml, family)
@@ -296,11 +323,13 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
     import torch
     import torch.nn.functional as F
     from diffusers import DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import compute_snr
     from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
-    from synthlora.backends.base import load_pretrained, resolve_device
+    from synthlora.backends.base import load_sd_pipeline, resolve_device
     from synthlora.io import atomic_dir, atomic_path
     from synthlora.lora_format import TEXT_TARGETS, UNET_TARGETS, kohya_text_key, kohya_unet_key, peft_to_kohya
 
@@ -316,7 +345,11 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
 
     model = flat["pretrained_model_name_or_path"]
     pipe_cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
-    pipe = load_pretrained(pipe_cls, model, "train.base_model", dtype=weight_dtype, **({"safety_checker": None, "requires_safety_checker": False} if family == "sd15" else {}))
+    zero_snr = bool(flat.get("zero_terminal_snr", False))
+    pipe = load_sd_pipeline(model, "train.base_model", pipeline=pipe_cls, family=family, single_file=single_file,
+                            v_parameterization=bool(flat.get("v_parameterization", False)),
+                            zero_terminal_snr=zero_snr, dtype=weight_dtype,
+                            **({"safety_checker": None, "requires_safety_checker": False} if family == "sd15" else {}))
     unet, vae = pipe.unet, pipe.vae
     tes = [pipe.text_encoder] + ([pipe.text_encoder_2] if family == "sdxl" else [])
     tokenizers = [pipe.tokenizer] + ([pipe.tokenizer_2] if family == "sdxl" else [])
@@ -324,7 +357,10 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
         m.requires_grad_(False)
         m.to(device)
     vae.to(torch.float32)  # the SDXL VAE overflows in fp16
-    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    # The base's prediction type: v_parameterization (as sd-scripts), or what a diffusers folder's scheduler says.
+    v_pred = bool(flat.get("v_parameterization")) or pipe.scheduler.config.get("prediction_type") == "v_prediction"
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config, prediction_type="v_prediction" if v_pred else "epsilon",
+                                                rescale_betas_zero_snr=zero_snr)
     train_te = not flat.get("network_train_unet_only", True)
     dim, alpha = int(flat["network_dim"]), float(flat["network_alpha"])
     unet.add_adapter(LoraConfig(r=dim, lora_alpha=alpha, target_modules=UNET_TARGETS, init_lora_weights="gaussian"))
@@ -343,6 +379,7 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
             for te in tes:
                 te.gradient_checkpointing_enable()
     opt_args = parse_optimizer_args(flat.get("optimizer_args", []))
+    max_grad_norm = float(flat.get("max_grad_norm", 1.0))  # sd-scripts' default when the key is absent
     if flat["optimizer_type"] == "AdamW8bit":
         try:
             import bitsandbytes as bnb
@@ -404,20 +441,9 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
     steps_per_epoch = sum((sum(it["repeats"] for it in items if it["size"] == s) + batch_size - 1) // batch_size
                           for s in {it["size"] for it in items})
     total = epochs * steps_per_epoch
-    warmup = int(flat.get("lr_warmup_steps", 0))
-    kind = flat["lr_scheduler"]
-
-    def lr_factor(step):
-        if kind in ("constant_with_warmup", "linear", "cosine") and step < warmup:
-            return (step + 1) / max(1, warmup)
-        if kind == "linear":
-            return max(0.0, (total - step) / max(1, total - warmup))
-        if kind == "cosine":
-            import math
-            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-        return 1.0
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    # diffusers' schedules, which sd-scripts uses for these names too
+    scheduler = get_scheduler(flat["lr_scheduler"], optimizer, num_warmup_steps=int(flat.get("lr_warmup_steps", 0)),
+                              num_training_steps=total)
     every = int(flat.get("save_every_n_epochs") or epochs)
     out_dir = Path(flat["output_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -428,7 +454,6 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
     samples_dir = Path(samples_dir) if samples_dir else out_dir.parent / "samples"
     noise_offset = float(flat.get("noise_offset", 0.0))
     min_snr_gamma = float(flat.get("min_snr_gamma", 0.0))
-    alphas_cumprod = noise_scheduler.alphas_cumprod.to(device)
     adapters = [unet] + (tes if train_te else [])
     saved: list[dict] = []
     losses: list[dict] = []
@@ -458,7 +483,7 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
             for n, te in enumerate(tes, start=1):
                 state.update(peft_to_kohya(get_peft_model_state_dict(te), lambda m, n=n: kohya_text_key(m, n, family), alpha))
         state = {k: v.to(save_dtype).cpu().contiguous() for k, v in sorted(state.items())}
-        meta = _metadata(flat, dataset, items, step, started, family, device)
+        meta = _metadata(flat, dataset, items, step, started, family, device, optimizer_name(optimizer, opt_args), v_pred)
         meta["ss_epoch"] = str(epoch)
         meta["sshs_model_hash"] = tensors_hash(state)
         name = checkpoint_name(flat["output_name"], epoch)
@@ -506,6 +531,7 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
         return written
 
     use_autocast = device.startswith("cuda") and weight_dtype != torch.float32
+    trainable = [p for group in params for p in group["params"]]
     bar = tqdm(total=total, initial=step, desc=f"train {flat['output_name']}", unit="step", mininterval=1.0)
     for epoch in range(start_epoch, epochs):
         for idx in epoch_batches():
@@ -531,26 +557,33 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
                                                "time_ids": torch.tensor(ids, device=device, dtype=weight_dtype)}
             with torch.autocast("cuda", dtype=weight_dtype, enabled=use_autocast):
                 pred = unet(noisy, t, emb.to(weight_dtype), **kwargs).sample
-            v_pred = noise_scheduler.config.prediction_type == "v_prediction"
-            target = noise_scheduler.get_velocity(lat, noise, t) if v_pred else noise
+            target = loss_target(noise_scheduler, lat, noise, t)
             loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-            if min_snr_gamma:
-                snr = alphas_cumprod[t] / (1 - alphas_cumprod[t])
-                loss = loss * (torch.clamp(snr, max=min_snr_gamma) / (snr + 1 if v_pred else snr)).float()
+            if min_snr_gamma:  # Min-SNR weighting as sd-scripts applies it: min(snr, γ)/snr, for v min(snr, γ)/(snr+1)
+                snr = compute_snr(noise_scheduler, t)
+                # min(snr, γ)/snr written as min(γ/snr, 1): 1 (not 0/0) at zero terminal SNR's last step
+                weight = torch.clamp(snr, max=min_snr_gamma) / (snr + 1) if v_pred else torch.clamp(min_snr_gamma / snr, max=1.0)
+                loss = loss * weight.float()
             loss = loss.mean()
             if scaler is not None:
                 scaler.scale(loss).backward()
+                if max_grad_norm:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
                 scaler.step(optimizer)
                 scaler.update()
             else:
                 loss.backward()
+                if max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
                 optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]  # the UNet's learning rate this step
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append({"step": step, "epoch": epoch + 1, "loss": float(loss)})
+            losses.append({"step": step, "epoch": epoch + 1, "loss": float(loss.detach()), "lr": lr})
             step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.4f}", epoch=epoch + 1)
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", epoch=epoch + 1)
         if (epoch + 1) % every == 0 or epoch + 1 == epochs:
             save(epoch + 1)
     bar.close()

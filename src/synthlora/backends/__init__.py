@@ -36,7 +36,8 @@ def make_generator(cfg: dict, reference: str | None = None) -> Generator:
     if backend == "diffusers":
         from synthlora.backends.diffusers_gen import DiffusersGenerator
 
-        return DiffusersGenerator(cfg["model"], device=cfg["device"], dtype=cfg["dtype"])
+        return DiffusersGenerator(cfg["model"], device=cfg["device"], dtype=cfg["dtype"],
+                                  model_options=cfg.get("model_options"))
     if backend == "folder":
         from synthlora.backends.folder import FolderGenerator
 

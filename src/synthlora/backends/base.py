@@ -77,3 +77,22 @@ def load_pretrained(loader, model: str, key: str, **kwargs):
             f"Hugging Face Hub or its local cache ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
             f"Download it first (e.g. `hf download {model}` on a machine with network, or copy the folder "
             f"here), or set {key} to the model's folder.") from exc
+
+
+def load_sd_pipeline(model: str, key: str, *, pipeline=None, family: str | None = None,
+                     single_file: dict | None = None, v_parameterization: bool = False,
+                     zero_terminal_snr: bool = False, **kwargs):
+    """A text-to-image pipeline from whatever names the base model: a single-file SDXL / SD1.5
+    checkpoint (loaded offline, synthlora.single_file), a diffusers folder or a hub id (``pipeline``,
+    default AutoPipelineForText2Image); its scheduler set for the base's prediction type. A plain
+    function: nothing global changes, so a long-lived process may call it for many models."""
+    from synthlora.single_file import is_single_file, load_single_file, prediction_scheduler
+
+    if is_single_file(model):
+        pipe = load_single_file(model, key, family=family, options=single_file, **kwargs)
+    else:
+        if pipeline is None:
+            from diffusers import AutoPipelineForText2Image as pipeline
+        pipe = load_pretrained(pipeline, model, key, **kwargs)
+    pipe.scheduler = prediction_scheduler(pipe.scheduler, v_parameterization, zero_terminal_snr)
+    return pipe

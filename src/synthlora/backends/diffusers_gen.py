@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from synthlora.backends.base import load_pretrained, resolve_device, resolve_dtype
+from synthlora.backends.base import load_sd_pipeline, resolve_device, resolve_dtype
 
 # Pipelines whose text encoders are CLIP with a 77-token window and whose ``encode_prompt`` this
 # backend calls per chunk; any other pipeline gets the prompt text as it is.
@@ -59,13 +59,13 @@ def _split_long(phrase: str, count_tokens: Callable[[str], int], limit: int) -> 
 
 
 class DiffusersGenerator:
-    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", **_pixel_options):
-        import torch
-        from diffusers import AutoPipelineForText2Image
-
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", model_options: dict | None = None,
+                 **_pixel_options):
+        """``model_options``: how the model loads (synthlora.single_file.model_options: single-file
+        components, v-prediction)."""
         self.device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, self.device)
-        self.pipe = load_pretrained(AutoPipelineForText2Image, model, "generate.model", dtype=torch_dtype).to(self.device)
+        self.pipe = load_sd_pipeline(model, "generate.model", dtype=torch_dtype, **(model_options or {})).to(self.device)
         self.pipe.set_progress_bar_config(desc="denoise", leave=False)
         self.model = model
 
