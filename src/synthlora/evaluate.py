@@ -69,11 +69,9 @@ def suite_id(items: list[dict], settings: dict) -> str:
     return content_hash({"items": items, "settings": settings})
 
 
-def render_suite(items: list[dict], settings: dict, lora: str | None, out_dir: str | Path,
-                 device: str = "auto") -> list[dict[str, Any]]:
-    """Render every item (with the LoRA at ``lora_weight``, or without when ``lora`` is None) into
-    ``out_dir/{name}.png``; return the item list with the file name of each image."""
-    import torch
+def eval_pipeline(settings: dict, device: str = "auto"):
+    """The text-to-image pipeline the test suites are rendered with (evaluate.model, else the base)."""
+    import torch  # noqa: F401  (diffusers needs it; imported here so the error names torch)
     from diffusers import AutoPipelineForText2Image
 
     from synthlora.backends.base import load_pretrained, resolve_device, resolve_dtype
@@ -83,20 +81,36 @@ def render_suite(items: list[dict], settings: dict, lora: str | None, out_dir: s
     pipe = load_pretrained(AutoPipelineForText2Image, settings["model"], "evaluate.model (empty: train.base_model)",
                            dtype=dtype).to(device)
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def render_suite(items: list[dict], settings: dict, lora: str | None, out_dir: str | Path,
+                 device: str = "auto", pipe=None, out=None) -> list[dict[str, Any]]:
+    """Render every item (with the LoRA at ``lora_weight``, or without when ``lora`` is None) into
+    ``out_dir/{name}.png``; return the item list with the file name of each image. ``pipe``: one
+    already loaded by eval_pipeline() (a model server's, reused across runs: the LoRA is unloaded
+    after), else one is loaded here."""
+    import torch
+
+    pipe = pipe or eval_pipeline(settings, device)
     if lora:
         pipe.load_lora_weights(str(lora), adapter_name="checkpoint")
         pipe.set_adapters(["checkpoint"], adapter_weights=[settings["lora_weight"]])
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rendered = []
-    for item in items:
-        image = pipe(prompt=item["prompt"], negative_prompt=settings["negative_prompt"] or None,
-                     num_inference_steps=settings["steps"], guidance_scale=settings["guidance_scale"],
-                     width=settings["width"], height=settings["height"],
-                     generator=torch.Generator("cpu").manual_seed(item["seed"])).images[0]
-        image.save(out_dir / f"{item['name']}.png", format="PNG")
-        rendered.append({**item, "file": f"{item['name']}.png"})
-        print(f"{item['name']}: {item['prompt']}")
+    try:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rendered = []
+        for item in items:
+            image = pipe(prompt=item["prompt"], negative_prompt=settings["negative_prompt"] or None,
+                         num_inference_steps=settings["steps"], guidance_scale=settings["guidance_scale"],
+                         width=settings["width"], height=settings["height"],
+                         generator=torch.Generator("cpu").manual_seed(item["seed"])).images[0]
+            image.save(out_dir / f"{item['name']}.png", format="PNG")
+            rendered.append({**item, "file": f"{item['name']}.png"})
+            print(f"{item['name']}: {item['prompt']}", file=out)
+    finally:
+        if lora:  # the pipeline is left as it came: the next run renders without this LoRA
+            pipe.unload_lora_weights()
     return rendered
 
 
