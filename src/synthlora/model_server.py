@@ -195,9 +195,9 @@ def run_job(name: str, spec: dict, job: dict, config: dict, what: str, out: IO[s
 # ---- where a server lives ---------------------------------------------------------------------
 
 def _runtime_dir() -> Path:
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    if not base or not os.access(base, os.W_OK):
-        base = tempfile.gettempdir()
+    # A socket's path must fit in 107 bytes: a long $TMPDIR (a cluster's per-job scratch) falls back to /tmp.
+    base = next(b for b in (os.environ.get("XDG_RUNTIME_DIR"), tempfile.gettempdir(), "/tmp")
+                if b and len(b) < 50 and os.access(b, os.W_OK))
     d = Path(base) / f"synthlora-{os.getuid()}"
     d.mkdir(mode=0o700, exist_ok=True)
     if d.stat().st_uid != os.getuid() or d.stat().st_mode & 0o077:
@@ -208,7 +208,8 @@ def _runtime_dir() -> Path:
 def identity(kind: str, spec: dict) -> str:
     """The server's name: the model and its settings, and everything that makes a server of another
     run unfit for this job (working directory, SLURM job, visible GPUs, this Python)."""
-    ident = {"kind": kind, "spec": spec, "cwd": os.getcwd(), "python": sys.executable,
+    # the directory's inode too: a project folder deleted and made again under the same path is another
+    ident = {"kind": kind, "spec": spec, "cwd": os.getcwd(), "cwd_inode": os.stat(".").st_ino, "python": sys.executable,
              "package": str(Path(__file__).resolve().parent),
              "slurm_job": os.environ.get("SLURM_JOB_ID", ""), "gpus": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
     return f"{kind}-" + hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
@@ -259,7 +260,7 @@ class Client:
         for _ in range(5):
             conn = _connect(self.socket) or self._start()
             with conn:
-                _send(conn, {"job": job_name, "args": job, "what": what})
+                _send(conn, {"job": job_name, "args": job, "what": what, "cwd": os.getcwd()})
                 reader = conn.makefile("r", encoding="utf-8")
                 accepted = reader.readline()
                 if not accepted:  # the server was exiting (idle) as we connected: start another
@@ -379,6 +380,7 @@ def serve(kind: str, spec: dict, path: Path, idle_s: float, gpu_exclusive: bool 
             reply: dict[str, Any] = {"pid": os.getpid()}
             try:
                 _, fn = JOBS[request["job"]]
+                os.chdir(request["cwd"])  # the job's relative paths are the job's
                 with _flock(gpu_lock) if gpu_lock else contextlib.nullcontext():
                     result = fn(model, request["args"], buf)
                 reply.update(ok=True, result=result)
