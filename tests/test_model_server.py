@@ -35,21 +35,39 @@ def _server_logs(wf, kind: str) -> list[Path]:
     return sorted(wf.path("logs/models").glob(f"{kind}-*.log"))
 
 
+def _stop_servers(logs) -> None:
+    """Stop the servers a test started (by the pids their logs name), not wait for their idle exit."""
+    for log in logs:
+        for pid in set(re.findall(r"pid (\d+): listening", log.read_text() if log.exists() else "")):
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
 # ---- through the workflow ---------------------------------------------------------------------
 
 @pytest.mark.workflow
 def test_one_server_per_model_and_the_same_files_as_in_process(tmp_path, demo_models, no_torch_hook):
     wf = new_workflow(tmp_path / "server", demo_models)
+    try:
+        _server_runs_and_the_same_files_as_in_process(wf, tmp_path, demo_models, no_torch_hook)
+    finally:
+        _stop_servers(wf.path("logs/models").glob("*.log"))
+
+
+def _server_runs_and_the_same_files_as_in_process(wf, tmp_path, demo_models, no_torch_hook):
     # Servers outlive the run long enough for the second run below to find them warm.
-    wf.path("config/serve.yaml").write_text("models: {server_idle_s: 300}\n")
+    wf.path("config/serve.yaml").write_text("models: {server_idle_s: 300}\nplan: {candidates: 4}\nselect: {count: 3}\n")
     configs = (*TEST_CONFIG, "config/serve.yaml")
     wf.snakemake("results/mira/plan.json", configfiles=configs)
     keys = [s["key"] for s in json.loads(wf.path("results/mira/plan.json").read_text())["shots"]]
     captions = [f"results/mira/captions/{k}.txt" for k in keys[:2]]
-    wf.snakemake("results/mira/selection.tsv", *captions, configfiles=configs)
+    wf.snakemake(*(f"results/mira/scores/{k}.embedding.json" for k in keys), "results/mira/reference.embedding.json",
+                 *captions, configfiles=configs)
 
-    # 8 shots, 9 embeddings (the reference's too), 2 captions: one server, one load, per model.
-    for kind, job, n in (("generate", "generate", 8), ("embed", "embed", 9), ("vlm", "caption", 2)):
+    # 4 shots, 5 embeddings (the reference's too), 2 captions: one server, one load, per model.
+    for kind, job, n in (("generate", "generate", 4), ("embed", "embed", 5), ("vlm", "caption", 2)):
         logs = _server_logs(wf, kind)
         assert len(logs) == 1 and _loads(logs[0]) == 1 and _served(logs[0], job) == n, logs
     assert "served by the model server" in wf.path(f"logs/mira/generate/{keys[0]}.log").read_text()
@@ -67,10 +85,9 @@ def test_one_server_per_model_and_the_same_files_as_in_process(tmp_path, demo_mo
 
     # The old path (every job loads its model) makes the same files.
     old = new_workflow(tmp_path / "in-process", demo_models)
-    old.path("config/old.yaml").write_text("models: {server: false}\n")
-    targets = [*(f"results/mira/{d}/{k}.{e}" for k in keys[:2]
-                 for d, e in (("images", "png"), ("images", "json"), ("scores", "embedding.json"))),
-               "results/mira/reference.embedding.json", *captions]
+    old.path("config/old.yaml").write_text("models: {server: false}\nplan: {candidates: 4}\nselect: {count: 3}\n")
+    targets = [*(f"results/mira/{d}/{keys[0]}.{e}" for d, e in (("images", "png"), ("images", "json"),
+                                                                ("scores", "embedding.json"))), captions[0]]
     old.snakemake(*targets, configfiles=(*TEST_CONFIG, "config/old.yaml"))
     assert not old.path("logs/models").exists()
     for t in targets:
@@ -98,12 +115,7 @@ def embed_client(tmp_path, demo_models, monkeypatch):
         return client
 
     yield make
-    for client in started:  # stop what this test started
-        for pid in set(re.findall(r"pid (\d+): listening", client.log.read_text() if client.log.exists() else "")):
-            try:
-                os.kill(int(pid), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+    _stop_servers(client.log for client in started)
 
 
 def _embed(client, tmp_path, demo_models, output="e.json"):
