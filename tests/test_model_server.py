@@ -188,3 +188,30 @@ def test_a_server_that_dies_during_a_job_fails_that_job_naming_it(embed_client, 
     with pytest.raises(ModelServerError, match=r"image 7\.png: the model server .* died while working on it"):
         client.call("embed", {"image": "7.png", "output": "7.json"}, "image 7.png", io.StringIO())
     listener.close()
+
+
+# ---- in a grouped SLURM job -----------------------------------------------------------------------
+
+@pytest.mark.workflow
+def test_a_grouped_slurm_job_loads_each_model_once(tmp_path, demo_models):
+    """A grouped cluster job runs its jobs one after another (`--jobs 1` on the node, as processes):
+    they share one server per model, started inside that SLURM job."""
+    from test_slurm import _cluster_up, _submitted
+
+    if not _cluster_up():
+        pytest.skip("no SLURM controller answers `scontrol ping`: bring one up with `sudo tests/slurm/up.sh`")
+    wf = new_workflow(tmp_path / "slurm", demo_models)
+    wf.path("config/slurm-test.yaml").write_text("plan: {candidates: 4}\nselect: {count: 3}\n")
+    wf.path("partitions.yaml").write_text("partitions:\n  cpu: {max_gpu: 0}\n  gpu: {max_gpu: 2}\n")
+    try:
+        run = wf.snakemake("--profile", "profiles/slurm", "--slurm-init-seconds-before-status-checks", "2",
+                           "results/mira/selection.tsv", configfiles=(*TEST_CONFIG, "config/slurm-test.yaml"),
+                           env={"HF_HUB_OFFLINE": "1", "SNAKEMAKE_SLURM_PARTITIONS": str(wf.path("partitions.yaml"))})
+        groups = [j for j, log in _submitted(run.output).items() if "group_images" in log]
+        assert len(groups) == 1, run.output[-3000:]
+        for kind, job, n in (("generate", "generate", 4), ("embed", "embed", 5)):
+            logs = _server_logs(wf, kind)
+            assert len(logs) == 1 and _loads(logs[0]) == 1 and _served(logs[0], job) == n, logs
+            assert f"SLURM job {groups[0]}" in logs[0].read_text()
+    finally:
+        _stop_servers(wf.path("logs/models").glob("*.log"))

@@ -334,8 +334,11 @@ def _gpu_lock(model) -> Path | None:
 
 
 def serve(kind: str, spec: dict, path: Path, idle_s: float, gpu_exclusive: bool = True) -> None:
+    from synthlora.scripting import where
+
     lock = path.with_suffix(".lock")
     started = time.monotonic()
+    _log(where().replace("job: ", "server: ", 1))
     _log(f"loading {kind} model {spec.get('model')!r} with {json.dumps(spec, sort_keys=True)}")
     model = LOADERS[kind](spec)
     _log(f"model loaded in {time.monotonic() - started:.1f} s")
