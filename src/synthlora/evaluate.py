@@ -320,8 +320,9 @@ def read_tsv(path) -> list[dict[str, str]]:
 
 
 def measure_images(images: list[dict], image_dir: str | Path, dataset: list[str], reference: str,
-                   settings: dict, device: str = "auto") -> list[dict[str, Any]]:
-    """Per test image: identity to dataset and reference, prompt adherence, sharpness, failures."""
+                   settings: dict, device: str = "auto", embedder=None) -> list[dict[str, Any]]:
+    """Per test image: identity to dataset and reference, prompt adherence, sharpness, failures.
+    ``embedder``: one already loaded for settings' embedder (a model server's), else one is loaded here."""
     from synthlora.embed import Embedder
 
     detector_settings = {**{k: settings[k] for k in DETECTOR_DEFAULTS if k in settings},
@@ -329,7 +330,7 @@ def measure_images(images: list[dict], image_dir: str | Path, dataset: list[str]
     checked = [detect_failures(Path(image_dir) / im["file"], item=im, settings=detector_settings,
                                ocr=settings.get("ocr", "tesseract"),
                                ocr_min_confidence=settings.get("ocr_min_confidence", 60.0)) for im in images]
-    emb = Embedder(settings["embedder"], device=device, dtype=settings["dtype"], key="evaluate.embedder")
+    emb = embedder or Embedder(settings["embedder"], device=device, dtype=settings["dtype"], key="evaluate.embedder")
     ok = [i for i, (score, _) in enumerate(checked) if score.get("decodes")]
     out_emb = emb.images([Path(image_dir) / images[i]["file"] for i in ok])
     ds_emb = emb.images(list(dataset))

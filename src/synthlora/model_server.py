@@ -70,7 +70,7 @@ def _load_generator(spec: dict):
 def _load_embedder(spec: dict):
     from synthlora.embed import Embedder
 
-    return Embedder(spec["model"], device=spec["device"])
+    return Embedder(spec["model"], device=spec["device"], dtype=spec.get("dtype", "auto"), key=spec.get("key", "select.embedder"))
 
 
 def _load_captioner(spec: dict):
@@ -102,6 +102,13 @@ def _embed(embedder, job: dict, out: IO[str]) -> Any:
     from synthlora.io import write_json
 
     write_json(job["output"], embed_file(embedder, job["image"]))
+
+
+def _eval_metrics(embedder, job: dict, out: IO[str]) -> Any:
+    from synthlora.evaluate import measure_images
+
+    return measure_images(job["images"], job["image_dir"], job["dataset"], job["reference"], job["settings"],
+                          embedder=embedder)
 
 
 def _caption(captioner, job: dict, out: IO[str]) -> Any:
@@ -163,6 +170,7 @@ JOBS: dict[str, tuple[str, Callable[[Any, dict, IO[str]], Any]]] = {
     # job name → (the kind of model it needs, what it does with it)
     "generate": ("generate", _generate), "embed": ("embed", _embed), "caption": ("vlm", _caption),
     "ask": ("vlm", _ask), "observe": ("vlm", _observe), "evaluate": ("evaluate", _evaluate),
+    "eval_metrics": ("embed", _eval_metrics),
 }
 
 
@@ -209,7 +217,9 @@ def identity(kind: str, spec: dict) -> str:
     """The server's name: the model and its settings, and everything that makes a server of another
     run unfit for this job (working directory, SLURM job, visible GPUs, this Python)."""
     # the directory's inode too: a project folder deleted and made again under the same path is another
-    ident = {"kind": kind, "spec": spec, "cwd": os.getcwd(), "cwd_inode": os.stat(".").st_ino, "python": sys.executable,
+    # "key" (the config key that named the model) only words a load error: it makes no other server
+    ident = {"kind": kind, "spec": {k: v for k, v in spec.items() if k != "key"},
+             "cwd": os.getcwd(), "cwd_inode": os.stat(".").st_ino, "python": sys.executable,
              "package": str(Path(__file__).resolve().parent),
              "slurm_job": os.environ.get("SLURM_JOB_ID", ""), "gpus": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
     return f"{kind}-" + hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
@@ -366,7 +376,10 @@ def serve(kind: str, spec: dict, path: Path, idle_s: float, gpu_exclusive: bool 
                     if path.stat().st_ino == inode:
                         path.unlink()
                 listener.close()
-            _log(f"idle for {idle_s:g} s after {served} jobs: exiting")
+            import resource
+
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            _log(f"idle for {idle_s:g} s after {served} jobs: exiting ({usage.ru_utime + usage.ru_stime:.1f} CPU-s in all)")
             return
         conn, _ = listener.accept()
         with conn:
