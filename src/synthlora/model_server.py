@@ -383,10 +383,12 @@ def serve(kind: str, spec: dict, path: Path, idle_s: float, gpu_exclusive: bool 
             return
         conn, _ = listener.accept()
         with conn:
+            conn.settimeout(30)  # a client that connects and says nothing must not hold the server
             try:
                 request = json.loads(conn.makefile("r", encoding="utf-8").readline() or "null")
             except (OSError, ValueError):
                 continue
+            conn.settimeout(None)
             if not request:
                 continue
             _send(conn, {"accepted": True})
