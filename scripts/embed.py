@@ -1,7 +1,8 @@
-from synthlora.embed import Embedder, embed_file
-from synthlora.io import write_json
+from synthlora.model_server import run_job
 from synthlora.scripting import job
 
 with job(snakemake):
-    embedder = Embedder(snakemake.params.model, device=snakemake.config["select"]["embedder_device"])
-    write_json(snakemake.output[0], embed_file(embedder, snakemake.input.image))
+    run_job("embed", {"model": snakemake.params.model, "device": snakemake.config["select"]["embedder_device"],
+                      "dtype": "auto", "key": "select.embedder"},
+            {"image": snakemake.input.image, "output": snakemake.output[0]}, snakemake.config,
+            what=snakemake.input.image)

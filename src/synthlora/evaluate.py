@@ -69,12 +69,10 @@ def suite_id(items: list[dict], settings: dict) -> str:
     return content_hash({"items": items, "settings": settings})
 
 
-def render_suite(items: list[dict], settings: dict, lora: str | None, out_dir: str | Path,
-                 device: str = "auto", model_options: dict | None = None) -> list[dict[str, Any]]:
-    """Render every item (with the LoRA at ``lora_weight``, or without when ``lora`` is None) into
-    ``out_dir/{name}.png``; return the item list with the file name of each image. ``model_options``:
-    how the model loads (synthlora.single_file.model_options)."""
-    import torch
+def eval_pipeline(settings: dict, device: str = "auto", model_options: dict | None = None):
+    """The text-to-image pipeline the test suites are rendered with (evaluate.model, else the base).
+    ``model_options``: how the model loads (synthlora.single_file.model_options)."""
+    import torch  # noqa: F401  (diffusers needs it; imported here so the error names torch)
 
     from synthlora.backends.base import load_sd_pipeline, resolve_device, resolve_dtype
 
@@ -83,20 +81,36 @@ def render_suite(items: list[dict], settings: dict, lora: str | None, out_dir: s
     pipe = load_sd_pipeline(settings["model"], "evaluate.model (empty: train.base_model)", dtype=dtype,
                             **(model_options or {})).to(device)
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def render_suite(items: list[dict], settings: dict, lora: str | None, out_dir: str | Path,
+                 device: str = "auto", pipe=None, out=None, model_options: dict | None = None) -> list[dict[str, Any]]:
+    """Render every item (with the LoRA at ``lora_weight``, or without when ``lora`` is None) into
+    ``out_dir/{name}.png``; return the item list with the file name of each image. ``pipe``: one
+    already loaded by eval_pipeline() (a model server's, reused across runs: the LoRA is unloaded
+    after), else one is loaded here."""
+    import torch
+
+    pipe = pipe or eval_pipeline(settings, device, model_options)
     if lora:
         pipe.load_lora_weights(str(lora), adapter_name="checkpoint")
         pipe.set_adapters(["checkpoint"], adapter_weights=[settings["lora_weight"]])
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rendered = []
-    for item in items:
-        image = pipe(prompt=item["prompt"], negative_prompt=settings["negative_prompt"] or None,
-                     num_inference_steps=settings["steps"], guidance_scale=settings["guidance_scale"],
-                     width=settings["width"], height=settings["height"],
-                     generator=torch.Generator("cpu").manual_seed(item["seed"])).images[0]
-        image.save(out_dir / f"{item['name']}.png", format="PNG")
-        rendered.append({**item, "file": f"{item['name']}.png"})
-        print(f"{item['name']}: {item['prompt']}")
+    try:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rendered = []
+        for item in items:
+            image = pipe(prompt=item["prompt"], negative_prompt=settings["negative_prompt"] or None,
+                         num_inference_steps=settings["steps"], guidance_scale=settings["guidance_scale"],
+                         width=settings["width"], height=settings["height"],
+                         generator=torch.Generator("cpu").manual_seed(item["seed"])).images[0]
+            image.save(out_dir / f"{item['name']}.png", format="PNG")
+            rendered.append({**item, "file": f"{item['name']}.png"})
+            print(f"{item['name']}: {item['prompt']}", file=out)
+    finally:
+        if lora:  # the pipeline is left as it came: the next run renders without this LoRA
+            pipe.unload_lora_weights()
     return rendered
 
 
@@ -306,8 +320,9 @@ def read_tsv(path) -> list[dict[str, str]]:
 
 
 def measure_images(images: list[dict], image_dir: str | Path, dataset: list[str], reference: str,
-                   settings: dict, device: str = "auto") -> list[dict[str, Any]]:
-    """Per test image: identity to dataset and reference, prompt adherence, sharpness, failures."""
+                   settings: dict, device: str = "auto", embedder=None) -> list[dict[str, Any]]:
+    """Per test image: identity to dataset and reference, prompt adherence, sharpness, failures.
+    ``embedder``: one already loaded for settings' embedder (a model server's), else one is loaded here."""
     from synthlora.embed import Embedder
 
     detector_settings = {**{k: settings[k] for k in DETECTOR_DEFAULTS if k in settings},
@@ -315,7 +330,7 @@ def measure_images(images: list[dict], image_dir: str | Path, dataset: list[str]
     checked = [detect_failures(Path(image_dir) / im["file"], item=im, settings=detector_settings,
                                ocr=settings.get("ocr", "tesseract"),
                                ocr_min_confidence=settings.get("ocr_min_confidence", 60.0)) for im in images]
-    emb = Embedder(settings["embedder"], device=device, dtype=settings["dtype"], key="evaluate.embedder")
+    emb = embedder or Embedder(settings["embedder"], device=device, dtype=settings["dtype"], key="evaluate.embedder")
     ok = [i for i, (score, _) in enumerate(checked) if score.get("decodes")]
     out_emb = emb.images([Path(image_dir) / images[i]["file"] for i in ok])
     ds_emb = emb.images(list(dataset))

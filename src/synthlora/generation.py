@@ -91,14 +91,16 @@ def cancel_on_interrupt() -> None:
 
 
 def generate_shot(shot: dict, gen_cfg: dict, reference: str | None, image_path: str | Path,
-                  provenance_path: str | Path, out: IO[str] = sys.stdout, background=(255, 255, 255)) -> None:
+                  provenance_path: str | Path, out: IO[str] = sys.stdout, background=(255, 255, 255),
+                  generator=None) -> None:
     """Render one planned shot into image_path + its provenance record. A shot the backend could not
     make (moderation, exhausted retries) or whose picture is unusable (a truncated reply, a file
     that is no image, a decompression bomb) is recorded as failed, not raised: the other shots go
     on and selection rejects this one with the reason. A picture in another encoding (16-bit,
     CMYK, palette, transparent: flattened onto ``background``, animated: its first frame) is
     converted and the conversion recorded. Progress and errors go to ``out`` (the job log), never
-    to sys.stdout, as this also runs in threads of the snakemake process."""
+    to sys.stdout, as this also runs in threads of the snakemake process. ``generator``: one already
+    loaded for generator_settings() (a model server's), else one is made here."""
     from synthlora.backends import make_generator
     from synthlora.backends.base import ShotFailed
     from synthlora.intake import PictureProblem, as_rgb, raised_by_decoder
@@ -106,13 +108,11 @@ def generate_shot(shot: dict, gen_cfg: dict, reference: str | None, image_path: 
     if "generate" in STOPPED:
         raise StageStopped(f"shot {shot['key']} not requested: {STOPPED['generate']}")
 
-    # The shot's own pixel settings win over today's config: they are what its key names.
-    settings = {**{k: shot[k] for k in ("backend", "model", "dtype") if k in shot},
-                "device": gen_cfg["device"], "openai": {**gen_cfg["openai"], **shot.get("openai", {})},
-                "background": background, "model_options": gen_cfg.get("model_options", {})}
+    settings = generator_settings(shot, gen_cfg, background)
     started = time.time()
     record = {"shot": shot, "source": "folder" if shot.get("backend") == "folder" else "generated",
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
     def failed(reason: str, request_id: str | None = None) -> None:
         print(f"shot {shot['key']} failed: {reason}", file=out)
         write_failed_shot(image_path, provenance_path, {
@@ -125,7 +125,7 @@ def generate_shot(shot: dict, gen_cfg: dict, reference: str | None, image_path: 
 
             image, extra = batch_result(shot, settings, reference, Path(image_path).parent, out)
         else:
-            image, extra = make_generator(settings, reference).generate(shot)
+            image, extra = (generator or make_generator(settings, reference)).generate(shot)
         image, notes = as_rgb(image, background)
     except ShotFailed as exc:
         if CANCELLED.is_set():  # the failure is the interruption closing the connection
@@ -153,6 +153,14 @@ def generate_shot(shot: dict, gen_cfg: dict, reference: str | None, image_path: 
     with atomic_path(image_path) as tmp:
         image.save(tmp, format="PNG")
     print(f"shot {shot['key']}: {image.width}x{image.height} in {time.time() - started:.1f} s", file=out)
+
+
+def generator_settings(shot: dict, gen_cfg: dict, background=(255, 255, 255)) -> dict:
+    """What make_generator() needs for this shot. The shot's own pixel settings win over today's
+    config: they are what its key names."""
+    return {**{k: shot[k] for k in ("backend", "model", "dtype") if k in shot},
+            "device": gen_cfg["device"], "openai": {**gen_cfg["openai"], **shot.get("openai", {})},
+            "background": background, "model_options": gen_cfg.get("model_options", {})}
 
 
 def generate_shot_in_thread(log_path: str, shot: dict, gen_cfg: dict, reference: str | None,
