@@ -16,6 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
+from synthlora.groups import is_lora, lora_training_inputs, subject_trigger
 from synthlora.kohya import fingerprint, training_inputs
 
 # Files a shot key names, beside images/<key>.png (rules generate, score, embed, ask, observe, caption).
@@ -28,7 +29,7 @@ DAMAGED_SUFFIX = ".damaged"
 def caption_settings(config: dict, name: str) -> dict:
     """Everything a caption's text depends on besides its image."""
     return {
-        "trigger": config["characters"][name]["trigger"],
+        "trigger": subject_trigger(config, name),  # a group's: every member's, in order
         "vocabulary": {cat: sorted(config["plan"][cat]) for cat in config["caption"]["categories"]},
         **{k: v for k, v in config["caption"].items() if k != "device"},
     }
@@ -36,6 +37,8 @@ def caption_settings(config: dict, name: str) -> dict:
 
 def training_inputs_for(config: dict, name: str, selected: list[str]) -> dict:
     """What character ``name``'s LoRA depends on, given its selected keys; hashed, the fingerprint."""
+    if is_lora(config, name):
+        return lora_training_inputs(config, name, selected, caption_settings)
     return training_inputs(config["train"], name, f"results/{name}/dataset", config["characters"][name]["trigger"],
                            selected, caption_settings(config, name))
 
