@@ -151,3 +151,24 @@ def test_one_character_without_groups_or_loras_is_unchanged(monkeypatch):
                              {"trigger": "mira_sl", "vocabulary": {c: sorted(config["plan"][c]) for c in config["caption"]["categories"]},
                               **{k: v for k, v in config["caption"].items() if k != "device"}})
     assert fingerprint(layout.training_inputs_for(config, "mira", keys)) == fingerprint(before)
+
+
+def test_the_kohya_backend_gets_the_multi_concept_dataset_toml(cfg, tmp_path, monkeypatch):
+    """sd-scripts itself is not installable here: its stand-in reads the TOMLs as sd-scripts does
+    and fails on a subset folder that is not there."""
+    from synthlora.kohya import train_toml, write_toml
+    from synthlora.kohya_run import run_kohya
+    from test_kohya_backend import KOHYA
+
+    monkeypatch.chdir(tmp_path)
+    doc = lora_dataset_toml(cfg, "duo")
+    for sub in doc["datasets"][0]["subsets"]:
+        Path(sub["image_dir"]).mkdir(parents=True)
+    write_toml("dataset.toml", doc)
+    write_toml("train.toml", train_toml({**cfg["train"], "backend": "kohya", "max_train_epochs": 1}, "duo",
+                                        str(tmp_path / "epochs")))
+    argv = tmp_path / "argv.json"
+    monkeypatch.setenv("FAKE_SD_ARGV", str(argv))
+    summary = run_kohya("train.toml", "dataset.toml", "sdxl", KOHYA, "fp")
+    assert [Path(c["path"]).name for c in summary["checkpoints"]] == ["duo-000001.safetensors"]
+    assert json.loads(argv.read_text())["argv"][-1] == "dataset.toml"

@@ -101,8 +101,7 @@ def subject_entry(config: dict, name: str) -> dict:
     members = characters_in(config, name)
     first = config["characters"][members[0]]
     texts = [" ".join(config["characters"][m].get("consistency", "").split()) for m in members]
-    trigger = subject_trigger(config, name) if is_group(config, name) else \
-        ", ".join(subject_trigger(config, m) for m in loras_of(config)[name]["members"])
+    trigger = ", ".join(config["characters"][m]["trigger"] for m in members)
     return {**first, "trigger": trigger, "consistency": ", ".join(dict.fromkeys(t for t in texts if t)),
             "overrides": "", "members": members}
 
