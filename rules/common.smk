@@ -367,7 +367,9 @@ def ask_questions(wildcards):
     select.feature_checks one question per must-preserve feature its shot's framing shows
     (question → feature name; None for the vlm_questions)."""
     questions = {q: None for q in config["select"]["vlm_questions"]}
-    if config["select"]["feature_checks"] and not is_group(config, wildcards.character):
+    if config["select"]["feature_checks"] and is_group(config, wildcards.character):
+        questions.update(group_questions(wildcards))
+    elif config["select"]["feature_checks"]:
         from synthlora.feature_text import feature_questions, prompt_mapping
         from synthlora.features import load_schema
 
@@ -629,6 +631,19 @@ def member_embedding_map(wildcards):
     group's selection."""
     return {m: [f"results/{m}/scores/{k}.embedding.json" for k in selected_keys(checkpoints.select.get(character=m).output[0])]
             for m in groups_of(config)[wildcards.character]}
+
+
+def group_questions(wildcards):
+    """Each member's must-preserve questions about a group shot, asked about the figure at its place."""
+    from synthlora.feature_text import prompt_mapping
+    from synthlora.features import load_schema
+    from synthlora.groups import group_feature_questions
+
+    members = groups_of(config)[wildcards.character]
+    mappings = {m: prompt_mapping(load_schema(s := config["characters"][m]["features_schema"]), s) for m in members}
+    framing = shot_of(wildcards).get("tags", {}).get("framings")
+    return group_feature_questions(cached_json(f"results/{wildcards.character}/features.json"), mappings,
+                                   config["plan"]["framings"].get(framing), config["plan"]["regions"])
 
 
 def member_embeddings(wildcards):

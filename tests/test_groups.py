@@ -172,3 +172,16 @@ def test_the_kohya_backend_gets_the_multi_concept_dataset_toml(cfg, tmp_path, mo
     summary = run_kohya("train.toml", "dataset.toml", "sdxl", KOHYA, "fp")
     assert [Path(c["path"]).name for c in summary["checkpoints"]] == ["duo-000001.safetensors"]
     assert json.loads(argv.read_text())["argv"][-1] == "dataset.toml"
+
+
+def test_a_group_shot_asks_each_members_must_preserve_features_about_its_place(cfg):
+    from synthlora.groups import group_feature_questions
+
+    features = {"members": {"mira": MIRA, "ada": ADA}}
+    portrait = cfg["plan"]["framings"]["portrait"]
+    asked = group_feature_questions(features, {"mira": DEFAULT_MAPPING, "ada": DEFAULT_MAPPING}, portrait,
+                                    cfg["plan"]["regions"])
+    assert asked["Is the star hairpin of the character on the left in the image, looking as described "
+                 "(star hairpin: yellow star-shaped hairpin)?"] == "mira: star hairpin"
+    assert "ada: glasses" in asked.values()
+    assert not any(f.endswith(("boots", "shoes")) for f in asked.values()), "feet are not in a portrait"

@@ -14,6 +14,7 @@ Torch-free: the workflow's input functions and light rules import it.
 
 from __future__ import annotations
 
+import re
 import string
 from typing import Any
 
@@ -402,3 +403,18 @@ def lora_card(name: str, inputs, members: dict[str, str], backend: str) -> str:
                            [[r["subject"], r["images"], *(f"{r[c]:.3f}" for c in chars), f"{r['own']:.3f}",
                              "" if r["leakage"] != r["leakage"] else f"{r['leakage']:.3f}"] for r in rows]), ""]
     return "\n".join(lines) + "\n"
+
+
+def group_feature_questions(features: dict, mappings: dict[str, dict], framing: dict | None,
+                            regions: dict) -> dict[str, str]:
+    """The must-preserve checks of a group shot: each member's questions (synthlora.feature_text),
+    asked about the figure at its place; question → '<member>: <feature>'."""
+    from synthlora.feature_text import feature_questions
+
+    members = list(mappings)
+    out = {}
+    for place, m in zip(PLACES[len(members)], members):
+        for q, feature in feature_questions(features["members"][m], mappings[m], framing, regions).items():
+            out[re.sub(r"^Is the character's (.+?) in the image", rf"Is the \1 of the character {place} in the image", q)] = \
+                f"{m}: {feature}"
+    return out
