@@ -550,7 +550,7 @@ def eval_metrics_settings(wildcards):
     # The selection stage's detectors run on the outputs with the selection stage's thresholds.
     return {"embedder": cfg["embedder"], "dtype": cfg["dtype"], "min_std_luma": cfg["min_std_luma"],
             "trigger": character(wildcards)["trigger"], "max_text_chars": sel["max_text_chars"],
-            "max_figures": sel["max_figures"], "ocr": config["score"]["ocr"],
+            "max_figures": lora_max_figures(wildcards) or sel["max_figures"], "ocr": config["score"]["ocr"],
             "ocr_min_confidence": config["score"]["ocr_min_confidence"],
             "background_suites": cfg["background_suites"], "plain_border_fraction": cfg["plain_border_fraction"],
             "stuck_background_distance": cfg["stuck_background_distance"]}
@@ -624,6 +624,13 @@ def lora_evaluation_targets(lora, fp):
     return [f"results/{lora}/MODEL_CARD.md", f"results/{lora}/eval/{fp}/best.json",
             *[f"results/{lora}/eval/{r}/contact_sheet.png" for r in eval_runs(fp)],
             *[f"results/{lora}/eval/{r}/triggers.json" for r in eval_runs(fp)]]
+
+
+def lora_max_figures(wildcards):
+    """A multi-concept LoRA's test prompts show up to its largest group: that many figures are no failure."""
+    if not is_lora(config, wildcards.character):
+        return None
+    return max(len(characters_in(config, m)) for m in loras_of(config)[wildcards.character]["members"])
 
 
 def member_embedding_map(wildcards):

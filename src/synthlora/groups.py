@@ -398,6 +398,7 @@ def lora_card(name: str, inputs, members: dict[str, str], backend: str) -> str:
         if not rows:
             continue
         chars = [k for k in rows[0] if k not in ("subject", "images", "own", "leakage")]
+        chars.sort(key=lambda c: [r["subject"] for r in rows].index(c) if c in [r["subject"] for r in rows] else len(rows))
         lines += [f"**{'without the LoRA (base)' if run == 'base' else 'delivered epoch ' + run}**", "",
                   md_table(["Prompt subject", "images", *chars, "own", "leakage"],
                            [[r["subject"], r["images"], *(f"{r[c]:.3f}" for c in chars), f"{r['own']:.3f}",
