@@ -43,6 +43,7 @@ include: "rules/dataset.smk"
 include: "rules/kohya_config.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/groups.smk"
 
 
 # Cheap aggregating rules run where snakemake runs (on a cluster: the login node), never as cluster
@@ -63,6 +64,11 @@ localrules:
     eval_sheet,
     report_pictures,
     model_card,
+    group_features,
+    group_reference,
+    lora_selection,
+    lora_dataset,
+    lora_model_card,
 
 
 rule all:

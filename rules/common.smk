@@ -10,6 +10,8 @@ from synthlora.config import ConfigError, check_characters, config_problem
 from synthlora.evaluate import BASE as BASE_RUN, render_settings, run_name, suite_items
 from synthlora.generation import (cancel_on_interrupt, check_api_keys, generate_shot_in_thread, summary_lines,
                                   uses_api)
+from synthlora.groups import (characters_in, groups_of, is_group, is_lora, lora_dataset_toml, lora_suite_items,
+                              loras_of, subject_entry, subject_trigger, subset_dir, trained_names)
 from synthlora.intake import backdrop_colour
 from synthlora.io import content_hash, file_sha256, read_json
 from synthlora import layout
@@ -37,6 +39,12 @@ except ConfigError as e:
     raise WorkflowError(str(e))
 
 CHARACTERS = list(config["characters"])
+# Several characters (synthlora.groups): groups are planned, selected and captioned like characters
+# (results/<group>/); a multi-concept LoRA trains and evaluates under results/<lora>/. Without groups:
+# and loras:, both lists are empty and every character trains its own LoRA.
+GROUPS = list(groups_of(config))
+LORAS = list(loras_of(config))
+TRAINED = trained_names(config)
 DEMO = config["demo_models_dir"].rstrip("/")
 DEMO_MODELS = ("sdxl", "sd15", "vlm", "embedder", "sdxl.safetensors", "sd15.safetensors", "sdxl-components", "sd15-components")
 
@@ -72,7 +80,7 @@ def api_calls(stage):
 
 
 wildcard_constraints:
-    character="|".join(re.escape(c) for c in CHARACTERS),
+    character="|".join(re.escape(c) for c in [*CHARACTERS, *GROUPS, *LORAS]),
     key="[0-9a-f]{16}",
     fingerprint="[0-9a-f]{32}",
     epoch="[0-9]{6}",
@@ -81,7 +89,8 @@ wildcard_constraints:
 
 
 def character(wildcards):
-    return config["characters"][wildcards.character]
+    """A character's entry; a group's or LoRA's is made from its members' (synthlora.groups)."""
+    return subject_entry(config, wildcards.character)
 
 
 def model_input(path):
@@ -157,7 +166,7 @@ def analysis_targets(wildcards):
 def planned_targets(wildcards):
     """Every planned image (one deleted by hand is made again), and the generation report."""
     targets = []
-    for c in CHARACTERS:
+    for c in [*CHARACTERS, *GROUPS]:
         plan_file = checkpoints.plan.get(character=c).output[0]
         targets.append(plan_file)
         images = [f"results/{c}/images/{shot['key']}.png" for shot in cached_json(plan_file)["shots"]]
@@ -171,8 +180,11 @@ def trained_targets(wildcards):
     """The dataset, the current training's folder (train/<fingerprint>/: a changed fingerprint is a
     missing folder, and returning to an earlier one finds it done), its evaluation, the delivered LoRA
     and the model card: one plain `snakemake` brings all of it up to date."""
-    targets = []
-    for c in CHARACTERS:
+    targets = group_targets()
+    for c in TRAINED:
+        if is_lora(config, c):
+            targets += lora_targets(c)
+            continue
         checkpoints.plan.get(character=c)  # the plan first: see above
         selection = checkpoints.select.get(character=c).output[0]
         fp = fingerprint(training_inputs_for(c))
@@ -217,7 +229,10 @@ def analyze_settings(wildcards):
 
 
 def features_schema(wildcards):
-    """The plan reads the schema's "x-synthlora" block: which fields become prompt text."""
+    """The plan reads the schema's "x-synthlora" block: which fields become prompt text (a group's
+    plan: every member's)."""
+    if is_group(config, wildcards.character):
+        return [config["characters"][m]["features_schema"] for m in groups_of(config)[wildcards.character]]
     return character(wildcards)["features_schema"]
 
 
@@ -314,6 +329,8 @@ def select_settings(wildcards):
     from synthlora.selection import min_count_of
 
     s = config["select"]
+    if is_group(config, wildcards.character):  # as many figures as members (synthlora.groups.group_checks)
+        s = {**s, "max_figures": len(groups_of(config)[wildcards.character])}
     return {**s, "expected_size": expected_size(wildcards), "min_count": min_count_of(s),
             "min_side": s["min_side"] if s["min_side"] is not None else int(config["train"]["resolution"]) // 2}
 
@@ -345,6 +362,7 @@ def select_input(wildcards):
         **({"overrides": ch_overrides} if (ch_overrides := character(wildcards).get("overrides")) else {}),
         **({"answers": [f"{base}/scores/{k}.answers.json" for k in keys]} if asks_questions() else {}),
         **({"observed": [f"{base}/scores/{k}.tags.json" for k in keys]} if observes_tags() else {}),
+        **({"members": member_embeddings(wildcards)} if is_group(config, wildcards.character) else {}),
     }
 
 
@@ -353,7 +371,9 @@ def ask_questions(wildcards):
     select.feature_checks one question per must-preserve feature its shot's framing shows
     (question → feature name; None for the vlm_questions)."""
     questions = {q: None for q in config["select"]["vlm_questions"]}
-    if config["select"]["feature_checks"]:
+    if config["select"]["feature_checks"] and is_group(config, wildcards.character):
+        questions.update(group_questions(wildcards))
+    elif config["select"]["feature_checks"]:
         from synthlora.feature_text import feature_questions, prompt_mapping
         from synthlora.features import load_schema
 
@@ -435,6 +455,10 @@ def training_outputs(character, fp):
 def training_inputs_for(name):
     """What the LoRA depends on (reads the selection: call only after the select checkpoint); the
     same function names the current training for `synthlora clean`."""
+    if is_lora(config, name):  # every member's selection
+        selected = [k for m in loras_of(config)[name]["members"]
+                    for k in selected_keys(checkpoints.select.get(character=m).output[0])]
+        return layout.training_inputs_for(config, name, selected)
     return layout.training_inputs_for(config, name, selected_keys(checkpoints.select.get(character=name).output[0]))
 
 
@@ -484,6 +508,8 @@ def eval_model():
 
 
 def eval_items(wildcards):
+    if is_lora(config, wildcards.character):  # each member's trigger(s): alone, and groups together
+        return lora_suite_items(config, wildcards.character)
     return suite_items(config["evaluate"], character(wildcards)["trigger"])
 
 
@@ -529,7 +555,7 @@ def eval_metrics_settings(wildcards):
     # The selection stage's detectors run on the outputs with the selection stage's thresholds.
     return {"embedder": cfg["embedder"], "dtype": cfg["dtype"], "min_std_luma": cfg["min_std_luma"],
             "trigger": character(wildcards)["trigger"], "max_text_chars": sel["max_text_chars"],
-            "max_figures": sel["max_figures"], "ocr": config["score"]["ocr"],
+            "max_figures": lora_max_figures(wildcards) or sel["max_figures"], "ocr": config["score"]["ocr"],
             "ocr_min_confidence": config["score"]["ocr_min_confidence"],
             "background_suites": cfg["background_suites"], "plain_border_fraction": cfg["plain_border_fraction"],
             "stuck_background_distance": cfg["stuck_background_distance"]}
@@ -566,6 +592,105 @@ def model_card_input(wildcards):
 
 
 def evaluation_targets(c, fp):
+    if is_lora(config, c):
+        return lora_evaluation_targets(c, fp)
     return [f"results/{c}/MODEL_CARD.md", f"results/{c}/eval/{fp}/best.json",
             *[f"results/{c}/eval/{r}/contact_sheet.png" for r in eval_runs(fp)],
             *[f"results/{c}/report/{name}.png" for name in REPORT_PICTURES]]
+
+
+# ---- several characters: groups and multi-concept LoRAs (synthlora.groups) ----------------------
+
+
+def group_targets():
+    """Every group's selection and dataset (trained only as part of a loras: entry)."""
+    targets = []
+    for g in GROUPS:
+        checkpoints.plan.get(character=g)
+        targets += [checkpoints.select.get(character=g).output[0], f"results/{g}/dataset",
+                    f"results/{g}/dataset_manifest.json"]
+    return targets
+
+
+def lora_targets(lora):
+    """A multi-concept LoRA: its members' datasets combined, its training, evaluation and card."""
+    for m in loras_of(config)[lora]["members"]:
+        checkpoints.plan.get(character=m)
+        checkpoints.select.get(character=m)
+    fp = fingerprint(training_inputs_for(lora))
+    folder = training_folder(lora, fp)
+    damaged_to_rebuild([*epoch_loras(lora, fp), f"{folder}/train.toml", f"{folder}/dataset.toml",
+                        f"results/{lora}/lora/{lora}.safetensors"])
+    return [f"results/{lora}/dataset", *kohya_config_outputs(lora, fp).values(), *training_outputs(lora, fp),
+            f"results/{lora}/lora/{lora}.safetensors", *evaluation_targets(lora, fp)]
+
+
+def lora_evaluation_targets(lora, fp):
+    return [f"results/{lora}/MODEL_CARD.md", f"results/{lora}/eval/{fp}/best.json",
+            *[f"results/{lora}/eval/{r}/contact_sheet.png" for r in eval_runs(fp)],
+            *[f"results/{lora}/eval/{r}/triggers.json" for r in eval_runs(fp)]]
+
+
+def lora_max_figures(wildcards):
+    """A multi-concept LoRA's test prompts show up to its largest group: that many figures are no failure."""
+    if not is_lora(config, wildcards.character):
+        return None
+    return max(len(characters_in(config, m)) for m in loras_of(config)[wildcards.character]["members"])
+
+
+def member_embedding_map(wildcards):
+    """Member → the embeddings of its selected images: where each member's identity is, for a
+    group's selection."""
+    return {m: [f"results/{m}/scores/{k}.embedding.json" for k in selected_keys(checkpoints.select.get(character=m).output[0])]
+            for m in groups_of(config)[wildcards.character]}
+
+
+def group_questions(wildcards):
+    """Each member's must-preserve questions about a group shot, asked about the figure at its place."""
+    from synthlora.feature_text import prompt_mapping
+    from synthlora.features import load_schema
+    from synthlora.groups import group_feature_questions
+
+    members = groups_of(config)[wildcards.character]
+    mappings = {m: prompt_mapping(load_schema(s := config["characters"][m]["features_schema"]), s) for m in members}
+    framing = shot_of(wildcards).get("tags", {}).get("framings")
+    return group_feature_questions(cached_json(f"results/{wildcards.character}/features.json"), mappings,
+                                   config["plan"]["framings"].get(framing), config["plan"]["regions"])
+
+
+def member_embeddings(wildcards):
+    return [p for paths in member_embedding_map(wildcards).values() for p in paths]
+
+
+def lora_dataset_input(wildcards):
+    """A multi-concept LoRA's dataset: its members' dataset folders (each built from its selection)."""
+    members = loras_of(config)[wildcards.character]["members"]
+    for m in members:
+        checkpoints.select.get(character=m)
+    return {"datasets": [f"results/{m}/dataset" for m in members],
+            "tag_frequencies": [f"results/{m}/tag_frequency.json" for m in members],
+            "selections": [ancient(f"results/{m}/selection.tsv") for m in members]}
+
+
+def member_references(wildcards):
+    """A group's or LoRA's characters' references as every model sees them, side by side for its
+    near-copy guard and evaluation."""
+    return [f"results/{c}/reference.png" for c in characters_in(config, wildcards.character)]
+
+
+def trigger_metrics_input(wildcards):
+    """A LoRA run's renders and each of its characters' training images (their identity)."""
+    lora = wildcards.character
+    return {"rendered": f"results/{lora}/eval/{wildcards.run}/outputs.json",
+            "rendered_dir": f"results/{lora}/eval/{wildcards.run}/images",
+            "datasets": [f"results/{c}/dataset" for c in characters_in(config, lora)],
+            "embedder": model_input(config["evaluate"]["embedder"])}
+
+
+def lora_card_input(wildcards):
+    lora, fp = wildcards.character, current_fingerprint(wildcards)
+    folder = training_folder(lora, fp)
+    return {"lora": f"results/{lora}/lora/{lora}.safetensors", "best": f"results/{lora}/eval/{fp}/best.json",
+            "metrics": f"results/{lora}/eval/{fp}/metrics.tsv", "train_toml": f"{folder}/train.toml",
+            "dataset_toml": f"{folder}/dataset.toml", "train_summary": f"{folder}/summary.json",
+            "triggers": [f"results/{lora}/eval/{r}/triggers.json" for r in eval_runs(fp)]}

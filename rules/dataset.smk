@@ -11,7 +11,7 @@ rule dataset:
     log:
         "logs/{character}/dataset.log",
     params:
-        subset=lambda w: f"{config['train']['num_repeats']}_{character(w)['trigger']}",
+        subset=lambda w: subset_dir(config, w.character),  # {repeats}_{trigger}; a group's: {repeats}_{group}
     threads: 1
     resources:
         mem_mb=500,

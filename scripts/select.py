@@ -20,7 +20,18 @@ with job(snakemake):
                                  inp.get("answers"), inp.get("observed"))
     reference = load_reference(inp.reference, inp.reference_embedding)
     overrides = load_overrides(inp.get("overrides"), [c["key"] for c in candidates])
-    rows = select(candidates, cfg, None, reference, overrides)
+    checks = None
+    if "members" in inp.keys():  # a group: every member's identity must be there (synthlora.groups)
+        from synthlora.groups import centroid, group_checks, member_similarities
+        from synthlora.io import read_json
+
+        members = snakemake.config["groups"][character]
+        # results/<member>/scores/<key>.embedding.json: the member's selected images
+        centroids = {m: centroid([read_json(p)["vector"] for p in inp.members if Path(p).parts[-3] == m])
+                     for m in members}
+        member_similarities(candidates, centroids)
+        checks = group_checks(members)
+    rows = select(candidates, cfg, None, reference, overrides, checks)
     summ = summary(rows, cfg)
     for line in summary_text(summ, character):
         print(line)

@@ -252,6 +252,12 @@ def check_characters(config: dict) -> None:
         if config["analyze"]["backend"] == "manual" and not Path(ch["features_manual"] or "/nonexistent").is_file():
             raise ConfigError(f"{key}.features_manual: analyze.backend is 'manual', so write the features file and "
                               f"name it here (now: {ch['features_manual']!r})")
+    from synthlora.groups import GroupError, check_groups
+
+    try:  # groups: and loras: name known characters and groups (synthlora.groups)
+        check_groups(config)
+    except GroupError as e:
+        raise ConfigError(str(e)) from None
     if not Path(config["analyze"]["instruction"]).is_file():
         raise ConfigError(f"analyze.instruction: {config['analyze']['instruction']} does not exist")
     plan = config["plan"]

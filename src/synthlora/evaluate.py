@@ -221,7 +221,8 @@ def prompt_adherence(images: np.ndarray, texts: np.ndarray) -> np.ndarray:
 def adherence_text(prompt: str, trigger: str) -> str:
     """The prompt as the text model should read it: the trigger word means nothing to it."""
     parts = [p.strip() for p in prompt.split(",")]
-    kept = [p for p in parts if p and p != trigger]
+    triggers = {t.strip() for t in trigger.split(",")}  # a multi-concept LoRA's: every member's
+    kept = [p for p in parts if p and p not in triggers]
     return ", ".join(kept) or prompt
 
 

@@ -16,6 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
+from synthlora.groups import groups_of, is_group, is_lora, lora_training_inputs, loras_of, subject_trigger
 from synthlora.kohya import fingerprint, training_inputs
 
 # Files a shot key names, beside images/<key>.png (rules generate, score, embed, ask, observe, caption).
@@ -28,7 +29,7 @@ DAMAGED_SUFFIX = ".damaged"
 def caption_settings(config: dict, name: str) -> dict:
     """Everything a caption's text depends on besides its image."""
     return {
-        "trigger": config["characters"][name]["trigger"],
+        "trigger": subject_trigger(config, name),  # a group's: every member's, in order
         "vocabulary": {cat: sorted(config["plan"][cat]) for cat in config["caption"]["categories"]},
         **{k: v for k, v in config["caption"].items() if k != "device"},
     }
@@ -36,6 +37,8 @@ def caption_settings(config: dict, name: str) -> dict:
 
 def training_inputs_for(config: dict, name: str, selected: list[str]) -> dict:
     """What character ``name``'s LoRA depends on, given its selected keys; hashed, the fingerprint."""
+    if is_lora(config, name):
+        return lora_training_inputs(config, name, selected, caption_settings)
     return training_inputs(config["train"], name, f"results/{name}/dataset", config["characters"][name]["trigger"],
                            selected, caption_settings(config, name))
 
@@ -50,7 +53,7 @@ def current_fingerprint(config: dict, name: str, root: str | Path = ".") -> str 
     from synthlora.selection import selected_keys
 
     selection = Path(root) / "results" / name / "selection.tsv"
-    if not selection.is_file():
+    if not selection.is_file() or is_group(config, name):  # a group is trained only within a LoRA
         return None
     return fingerprint(training_inputs_for(config, name, selected_keys(selection)))
 
@@ -68,7 +71,7 @@ def stale_files(config: dict, root: str | Path = ".") -> list[tuple[Path, int, s
     selection does not exist yet is left alone (nothing can be called stale before it is planned)."""
     root = Path(root)
     out: list[tuple[Path, int, str]] = []
-    for name in config["characters"]:
+    for name in [*config["characters"], *groups_of(config), *loras_of(config)]:
         base = root / "results" / name
         plan = base / "plan.json"
         if plan.is_file():

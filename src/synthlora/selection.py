@@ -551,7 +551,8 @@ class Selection:
 
 
 def select(candidates: list[dict[str, Any]], settings: dict[str, Any], expected_size: tuple[int, int] | None = None,
-           reference: dict[str, Any] | None = None, overrides: dict[str, set[str]] | None = None) -> list[dict[str, Any]]:
+           reference: dict[str, Any] | None = None, overrides: dict[str, set[str]] | None = None,
+           checks: list[Check] | None = None) -> list[dict[str, Any]]:
     """``candidates``: dicts with ``key``, ``tags`` (from the plan), ``score`` (scores/{key}.json),
     optionally ``vector`` (identity embedding), ``observed`` (tags the caption model saw),
     ``answers``, ``failed``, ``source``, ``file`` and ``copies`` (synthlora.candidates).
@@ -567,7 +568,7 @@ def select(candidates: list[dict[str, Any]], settings: dict[str, Any], expected_
         row = state.rows[c["key"]]
         for name in ("reference_phash_distance", "reference_similarity"):
             row[name] = c.get(name, "")
-        failures = failed_checks(c, s)
+        failures = failed_checks(c, s, checks or CHECKS)  # a group's: synthlora.groups.group_checks
         for chk, reason in failures:
             state.reject(c["key"], chk.check_name, reason)
             if chk.binding:
