@@ -339,3 +339,22 @@ def test_a_chat_stage_out_of_quota_fails_at_once_naming_the_cause(api):
     with pytest.raises(AccountError, match="caption.*insufficient_quota.*quota"):
         captioner.tag(Image.new("RGB", (8, 8)), {"views": ["front", "side"]}, "Tag it.")
     assert api.calls_to("/chat/") == 1
+
+
+def test_batch_endpoints_out_of_quota_stop_the_stage_and_a_server_error_only_ends_the_wait(tmp_path, api):
+    gen = generate_cfg(api, batch=True, max_retries=1)
+    shots = planned(tmp_path, gen, n=3)
+    api.fault("quota", endpoint="/v1/files")
+    raised = run(tmp_path, shots, gen)
+    assert isinstance(raised[shots[0]["key"]], AccountError) and "insufficient_quota" in str(raised[shots[0]["key"]])
+    assert isinstance(raised[shots[1]["key"]], StageStopped) and not api.batches
+    generation.STOPPED.clear()
+    api.clear_faults()
+    api.fault("503", endpoint="/v1/batches")
+    raised = run(tmp_path, shots, gen)
+    assert all(isinstance(e, BatchPending) and "run snakemake again" in str(e) for e in raised.values())
+    assert not list((tmp_path / "results/mira/images").glob("*.json")), "no shot is recorded as failed"
+    openai_batch._GAVE_UP.clear()
+    api.clear_faults()  # the upload of the run before was never made into a batch: submitted now
+    assert not run(tmp_path, shots, gen) and len(api.batches) == 1
+    assert all(prov(tmp_path, s["key"])["status"] == "ok" for s in shots)

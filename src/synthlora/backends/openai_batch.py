@@ -61,9 +61,14 @@ def batch_result(shot: dict, settings: dict, reference: str | None, images_dir: 
         record = _record_with(folder, shot["key"])
         if folder.resolve() in _GAVE_UP and (record is None or record.get("status") not in TERMINAL):
             raise BatchPending(_GAVE_UP[folder.resolve()])  # this run stopped waiting: no new batch either
-        if record is None:
-            record = _submit(shot, settings, reference, Path(images_dir), folder, out)
-        record = _wait(record, settings, folder, out)
+        try:
+            if record is not None and not record.get("batch_id"):  # the last run stopped after its upload
+                record = _adopt(record, make_client(settings["openai"], "generate"), folder)
+            if record is None:
+                record = _submit(shot, settings, reference, Path(images_dir), folder, out)
+            record = _wait(record, settings, folder, out)
+        except Exception as exc:
+            raise _unreachable(exc, settings, folder) from None
         try:
             return _line_result(record, shot, settings, folder)
         except Exception:
@@ -71,6 +76,32 @@ def batch_result(shot: dict, settings: dict, reference: str | None, images_dir: 
             record.setdefault("failures_recorded", []).append(shot["key"])
             write_json(_record_path(folder, record), record)
             raise
+
+
+def _unreachable(exc: Exception, settings: dict, folder: Path) -> Exception:
+    """An error of the files/batches endpoints themselves: account-level or malformed stops the
+    stage; anything else (5xx, timeouts after the client's retries) ends this run's wait without
+    recording any shot as failed: nothing was made, and a later run polls the recorded batch."""
+    import openai
+
+    from synthlora.generation import CANCELLED
+
+    if isinstance(exc, openai.APIStatusError):
+        from synthlora.backends.openai_api import _error_code, _error_message, _error_param
+
+        err = classify_error(exc.status_code, _error_code(exc), _error_message(exc), _error_param(exc),
+                             exc.request_id, settings["openai"], settings.get("model", ""), retried=True)
+        if isinstance(err, OpenAIConfigError):
+            return err
+        why = f"HTTP {exc.status_code}: {_error_message(exc)}"
+    elif isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)) and not CANCELLED.is_set():
+        why = f"{type(exc).__name__}: {exc}"
+    else:
+        return exc
+    message = (f"the Batch API did not answer ({why}) after {settings['openai'].get('max_retries')} retries; run "
+               "snakemake again (a recorded batch is polled again, nothing is paid twice)")
+    _GAVE_UP[folder.resolve()] = message
+    return BatchPending(message)
 
 
 # ---- records --------------------------------------------------------------------------------
@@ -176,17 +207,17 @@ def _submit(shot: dict, settings: dict, reference: str | None, images_dir: Path,
     return record
 
 
-def _adopt(record: dict, client, folder: Path) -> dict:
-    """A record left between upload and creation: find the batch made from its input file, if any."""
+def _adopt(record: dict, client, folder: Path) -> dict | None:
+    """A record left between upload and creation: the batch made from its input file, or None (and
+    the record removed) when none was made."""
     for batch in client.batches.list(limit=100):
         if batch.input_file_id == record["input_file_id"]:
             _record_path(folder, record).unlink(missing_ok=True)
             record.update(batch_id=batch.id, status=batch.status)
             write_json(_record_path(folder, record), record)
             return record
-    _record_path(folder, record).unlink(missing_ok=True)
-    raise BatchPending(f"the upload {record['input_file_id']} was never made into a batch (the run stopped "
-                       "in between); run snakemake again to submit the shots")
+    _record_path(folder, record).unlink(missing_ok=True)  # never made into a batch: nothing was paid
+    return None
 
 
 # ---- wait -----------------------------------------------------------------------------------
@@ -199,8 +230,6 @@ def _wait(record: dict, settings: dict, folder: Path, out: IO[str]) -> dict:
 
     opts = settings["openai"]
     client = make_client(opts, "generate")
-    if not record.get("batch_id"):
-        record = _adopt(record, client, folder)
     limit = float(opts.get("batch_wait_hours", 24)) * 3600
     poll = float(opts.get("batch_poll_seconds", 60))
     started, last = time.monotonic(), None
