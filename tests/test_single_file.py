@@ -3,6 +3,7 @@ a base model is named; the demo bundle writes its tiny SDXL and SD1.5 that way t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tomllib
 from pathlib import Path
@@ -106,6 +107,8 @@ def test_generate_renders_from_a_checkpoint_file(demo_models):
 def test_example_config_trains_and_evaluates_on_the_checkpoint_file_and_kohya_gets_it(project, monkeypatch, tmp_path):
     """config/examples/single-file.yaml on the finished test project (generate.model kept, so its
     images are reused): the builtin trainer and the evaluation load the file; kohya's TOML names it."""
+    from safetensors import safe_open
+
     from synthlora.kohya_run import run_kohya
 
     overlay = tmp_path / "keep-images.yaml"
@@ -120,6 +123,13 @@ def test_example_config_trains_and_evaluates_on_the_checkpoint_file_and_kohya_ge
     assert summary["backend"] == "builtin" and len(summary["checkpoints"]) == 2
     outputs = json.loads(project.path(f"results/mira/eval/{folder.name}/000002/outputs.json").read_text())
     assert outputs["settings"]["model"] == "resources/demo-models/sdxl.safetensors"
+    # The LoRA names and hashes its base as sd-scripts does (A1111's legacy hash, and the full SHA-256).
+    with safe_open(str(folder / "epochs" / "mira-000002.safetensors"), "pt") as f:
+        meta = f.metadata()
+    data = project.path("resources/demo-models/sdxl.safetensors").read_bytes()
+    assert meta["ss_sd_model_name"] == "sdxl.safetensors"
+    assert meta["ss_sd_model_hash"] == hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
+    assert meta["ss_new_sd_model_hash"] == hashlib.sha256(data).hexdigest()
 
     # train.backend: kohya gets the same TOML; the stand-in parses it as sd-scripts does.
     argv = tmp_path / "argv.json"

@@ -71,6 +71,7 @@ def test_builtin_trainer_clips_schedules_and_writes_sd_scripts_metadata(tmp_path
     assert meta["ss_optimizer"] == "torch.optim.adamw.AdamW(weight_decay=0.01)"
     assert meta["ss_text_encoder_lr"] == "None"  # the text encoders were not trained
     assert meta["ss_max_grad_norm"] == "0.01"
+    assert meta["ss_sd_model_name"] == "sdxl" and "ss_sd_model_hash" not in meta  # a local folder: its name
 
 
 def test_no_clipping_at_zero(tmp_path, demo_models, monkeypatch):

@@ -122,8 +122,30 @@ def optimizer_name(optimizer, args: dict) -> str:
     return f"{cls.__module__}.{cls.__name__}" + (f"({text})" if text else "")
 
 
+def base_model_metadata(model: str) -> dict[str, str]:
+    """sd-scripts' base-model entries: a local base is named by its file or folder name; a checkpoint
+    file also gets its hashes (legacy: SHA-256 of 64 KiB at 1 MiB, 8 hex digits; new: of the whole file)."""
+    path = Path(model)
+    if not path.exists():
+        return {"ss_sd_model_name": str(model)}
+    meta = {"ss_sd_model_name": path.name}
+    if path.is_file():
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            f.seek(0x100000)
+            h.update(f.read(0x10000))
+            meta["ss_sd_model_hash"] = h.hexdigest()[:8]
+            f.seek(0)
+            full = hashlib.sha256()
+            for block in iter(lambda: f.read(1 << 24), b""):
+                full.update(block)
+        meta["ss_new_sd_model_hash"] = full.hexdigest()
+    return meta
+
+
 def _metadata(flat: dict, dataset: dict, items: list, steps: int, started: float, family: str,
-              device: str, optimizer: str | None = None, v_pred: bool = False) -> dict[str, str]:
+              device: str, optimizer: str | None = None, v_pred: bool = False,
+              base: dict[str, str] | None = None) -> dict[str, str]:
     tag_frequency: dict[str, dict[str, int]] = {}
     dirs: dict[str, dict[str, int]] = {}
     for it in items:
@@ -165,7 +187,7 @@ def _metadata(flat: dict, dataset: dict, items: list, steps: int, started: float
         "ss_gradient_checkpointing": str(bool(flat.get("gradient_checkpointing", False))),
         "ss_training_started_at": str(started),
         "ss_training_finished_at": str(time.time()),
-        "ss_sd_model_name": str(flat["pretrained_model_name_or_path"]),
+        **(base or {"ss_sd_model_name": str(flat["pretrained_model_name_or_path"])}),
         "ss_training_comment": "trained by synthlora builtin trainer (diffusers + peft)",
         "modelspec.architecture": ("stable-diffusion-xl-v1-base/lora" if family == "sdxl" else "stable-diffusion-v1/lora"),
         "modelspec.implementation": ("https://github.com/Stability-AI/generative-models" if family == "sdxl"
@@ -483,7 +505,8 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
             for n, te in enumerate(tes, start=1):
                 state.update(peft_to_kohya(get_peft_model_state_dict(te), lambda m, n=n: kohya_text_key(m, n, family), alpha))
         state = {k: v.to(save_dtype).cpu().contiguous() for k, v in sorted(state.items())}
-        meta = _metadata(flat, dataset, items, step, started, family, device, optimizer_name(optimizer, opt_args), v_pred)
+        meta = _metadata(flat, dataset, items, step, started, family, device, optimizer_name(optimizer, opt_args), v_pred,
+                         base_meta)
         meta["ss_epoch"] = str(epoch)
         meta["sshs_model_hash"] = tensors_hash(state)
         name = checkpoint_name(flat["output_name"], epoch)
@@ -531,6 +554,7 @@ def train_lora(train_toml: str | Path, dataset_toml: str | Path, family: str = "
         return written
 
     use_autocast = device.startswith("cuda") and weight_dtype != torch.float32
+    base_meta = base_model_metadata(model)  # once: hashing a checkpoint file reads all of it
     trainable = [p for group in params for p in group["params"]]
     bar = tqdm(total=total, initial=step, desc=f"train {flat['output_name']}", unit="step", mininterval=1.0)
     for epoch in range(start_epoch, epochs):
