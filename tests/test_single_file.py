@@ -112,7 +112,7 @@ def test_example_config_trains_and_evaluates_on_the_checkpoint_file_and_kohya_ge
     from synthlora.kohya_run import run_kohya
 
     overlay = tmp_path / "keep-images.yaml"
-    overlay.write_text("generate: {model: resources/demo-models/sdxl}\n")
+    overlay.write_text("generate: {model: resources/demo-models/sdxl}\ntrain: {max_train_epochs: 1}\n")  # one epoch: faster
     configs = (*TEST_CONFIG, "config/examples/single-file.yaml", str(overlay))
     project.snakemake(configfiles=configs)
     (folder,) = [p.parent for p in project.path("results/mira/train").glob("*/summary.json")
@@ -120,11 +120,11 @@ def test_example_config_trains_and_evaluates_on_the_checkpoint_file_and_kohya_ge
     toml = tomllib.loads((folder / "train.toml").read_text())
     assert toml["model"]["pretrained_model_name_or_path"] == "resources/demo-models/sdxl.safetensors"
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["backend"] == "builtin" and len(summary["checkpoints"]) == 2
-    outputs = json.loads(project.path(f"results/mira/eval/{folder.name}/000002/outputs.json").read_text())
+    assert summary["backend"] == "builtin" and len(summary["checkpoints"]) == 1
+    outputs = json.loads(project.path(f"results/mira/eval/{folder.name}/000001/outputs.json").read_text())
     assert outputs["settings"]["model"] == "resources/demo-models/sdxl.safetensors"
     # The LoRA names and hashes its base as sd-scripts does (A1111's legacy hash, and the full SHA-256).
-    with safe_open(str(folder / "epochs" / "mira-000002.safetensors"), "pt") as f:
+    with safe_open(str(folder / "epochs" / "mira-000001.safetensors"), "pt") as f:
         meta = f.metadata()
     data = project.path("resources/demo-models/sdxl.safetensors").read_bytes()
     assert meta["ss_sd_model_name"] == "sdxl.safetensors"
