@@ -638,13 +638,6 @@ def lora_max_figures(wildcards):
     return max(len(characters_in(config, m)) for m in loras_of(config)[wildcards.character]["members"])
 
 
-def member_embedding_map(wildcards):
-    """Member → the embeddings of its selected images: where each member's identity is, for a
-    group's selection."""
-    return {m: [f"results/{m}/scores/{k}.embedding.json" for k in selected_keys(checkpoints.select.get(character=m).output[0])]
-            for m in groups_of(config)[wildcards.character]}
-
-
 def group_questions(wildcards):
     """Each member's must-preserve questions about a group shot, asked about the figure at its place."""
     from synthlora.feature_text import prompt_mapping
@@ -659,7 +652,10 @@ def group_questions(wildcards):
 
 
 def member_embeddings(wildcards):
-    return [p for paths in member_embedding_map(wildcards).values() for p in paths]
+    """The embeddings of each member's selected images: where each member's identity is, for a
+    group's selection (the select script groups them by member folder)."""
+    return [f"results/{m}/scores/{k}.embedding.json" for m in groups_of(config)[wildcards.character]
+            for k in selected_keys(checkpoints.select.get(character=m).output[0])]
 
 
 def lora_dataset_input(wildcards):
@@ -670,6 +666,11 @@ def lora_dataset_input(wildcards):
     return {"datasets": [f"results/{m}/dataset" for m in members],
             "tag_frequencies": [f"results/{m}/tag_frequency.json" for m in members],
             "selections": [ancient(f"results/{m}/selection.tsv") for m in members]}
+
+
+def lora_subsets(wildcards):
+    """The subset folder of each member in a multi-concept LoRA's dataset, as its dataset.toml names them."""
+    return [os.path.basename(sub["image_dir"]) for sub in lora_dataset_toml(config, wildcards.character)["datasets"][0]["subsets"]]
 
 
 def member_references(wildcards):

@@ -87,7 +87,7 @@ rule lora_dataset:
         character="|".join(re.escape(g) for g in LORAS) or "(?!)",
     params:
         members=lambda w: loras_of(config)[w.character]["members"],
-        subsets=lambda w: [d["image_dir"].rsplit("/", 1)[1] for d in lora_dataset_toml(config, w.character)["datasets"][0]["subsets"]],
+        subsets=lora_subsets,
     threads: 1
     resources:
         mem_mb=500,

@@ -1,5 +1,5 @@
-"""Several characters end to end (issue 17), with real snakemake runs: Mira, Ada and the pair, one
-multi-concept LoRA over the three; then an edit of one of Ada's features regenerates Ada's changed
+"""Several characters end to end (issue 17), with real snakemake runs on a copy of the finished test
+run: Mira, Ada and the pair, one multi-concept LoRA over the three; then an edit of one of Ada's features regenerates Ada's changed
 shots and the group shots that name it, never Mira's."""
 
 from __future__ import annotations
@@ -37,15 +37,17 @@ def generate_keys(proc):
                           proc.output))
 
 
-def test_two_characters_the_pair_and_one_lora_that_knows_them(fresh):
-    files = configfiles(fresh)
-    run = fresh.snakemake(configfiles=files)
-    jobs = fresh.jobs(run)
+def test_two_characters_the_pair_and_one_lora_that_knows_them(project):
+    files = configfiles(project)
+    run = project.snakemake(configfiles=files)
+    jobs = project.jobs(run)
     assert jobs["train"] == 1, "one LoRA for the three subjects, none per character"
-    base = fresh.path("results")
+    # Mira's first four shots are the finished test run's: only Ada's and the pair's are new
+    assert {c for c, _ in generate_keys(run)} == {"ada", "mira_and_ada"} and jobs["generate"] == 8
+    base = project.path("results")
 
     # the group: both members in every prompt, both triggers first in every caption
-    pair = plan(fresh, "mira_and_ada")
+    pair = plan(project, "mira_and_ada")
     assert all("on the left, Mira" in s["prompt"] and "on the right, Ada" in s["prompt"] for s in pair.values())
     captions = sorted((base / "mira_and_ada/dataset/1_mira_and_ada").glob("*.txt"))
     assert captions and all(c.read_text().startswith("mira_sl, ada_sl, ") for c in captions)
@@ -58,7 +60,7 @@ def test_two_characters_the_pair_and_one_lora_that_knows_them(fresh):
         [("1_mira_sl", 1, 1), ("1_ada_sl", 1, 1), ("2_mira_and_ada", 2, 2)]
     fingerprint = json.loads((folder / "fingerprint.json").read_text())
     for sub, name in zip(subsets, ["mira", "ada", "mira_and_ada"]):
-        copied = sorted(p.name for p in fresh.path(sub["image_dir"]).glob("*"))
+        copied = sorted(p.name for p in project.path(sub["image_dir"]).glob("*"))
         assert copied == sorted(p.name for p in (base / name / "dataset").glob("*/*"))
         assert {p[:-4] for p in copied if p.endswith(".png")} <= set(fingerprint["images"])
     with safe_open(base / "duo/lora/duo.safetensors", "pt") as f:
@@ -73,17 +75,16 @@ def test_two_characters_the_pair_and_one_lora_that_knows_them(fresh):
     assert all({"mira", "ada", "own", "leakage"} <= set(r) for r in rows)
     card = (base / "duo/MODEL_CARD.md").read_text()
     assert "`mira_sl, ada_sl`" in card and "Evaluation per trigger" in card and "leakage" in card
-    assert not (base / "mira/lora").exists()
 
     # Edit one of Ada's features: only her shots and the group shots that show it are new.
-    mira_before, ada_before, pair_before = plan(fresh, "mira"), plan(fresh, "ada"), pair
-    features = fresh.path("characters/ada/features.json")
+    mira_before, ada_before, pair_before = plan(project, "mira"), plan(project, "ada"), pair
+    features = project.path("characters/ada/features.json")
     doc = json.loads(features.read_text())
     next(o for o in doc["object"] if o["name"] == "shoes")["description"] = "white sneakers"
     features.write_text(json.dumps(doc, indent=2))
-    fresh.snakemake("--until", "plan", configfiles=files)
-    assert plan(fresh, "mira") == mira_before
-    ada, pair = plan(fresh, "ada"), plan(fresh, "mira_and_ada")
+    project.snakemake("--until", "plan", configfiles=files)
+    assert plan(project, "mira") == mira_before
+    ada, pair = plan(project, "ada"), plan(project, "mira_and_ada")
     changed = {("ada", ada[i]["key"]) for i in ada if ada[i]["key"] != ada_before[i]["key"]}
     changed |= {("mira_and_ada", pair[i]["key"]) for i in pair if pair[i]["key"] != pair_before[i]["key"]}
     assert all("white sneakers" in s["prompt"] for c, k in changed for s in (ada if c == "ada" else pair).values()
@@ -91,4 +92,4 @@ def test_two_characters_the_pair_and_one_lora_that_knows_them(fresh):
     unchanged_pair = [i for i in pair if pair[i]["key"] == pair_before[i]["key"]]
     assert {c for c, _ in changed} == {"ada", "mira_and_ada"} and unchanged_pair, "feet show in some framings only"
     assert all("white sneakers" not in pair[i]["prompt"] for i in unchanged_pair)
-    assert generate_keys(fresh.snakemake("-n", configfiles=files)) == changed
+    assert generate_keys(project.snakemake("-n", configfiles=files)) == changed
