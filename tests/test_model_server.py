@@ -201,7 +201,9 @@ def test_a_grouped_slurm_job_loads_each_model_once(tmp_path, demo_models):
     if not _cluster_up():
         pytest.skip("no SLURM controller answers `scontrol ping`: bring one up with `sudo tests/slurm/up.sh`")
     wf = new_workflow(tmp_path / "slurm", demo_models)
-    wf.path("config/slurm-test.yaml").write_text("plan: {candidates: 4}\nselect: {count: 3}\n")
+    # the group's jobs run one after another, other rules' jobs between a model's: on a loaded
+    # machine those gaps outlast the test config's 30 s idle time, and a restarted server is a second load
+    wf.path("config/slurm-test.yaml").write_text("plan: {candidates: 4}\nselect: {count: 3}\nmodels: {server_idle_s: 600}\n")
     wf.path("partitions.yaml").write_text("partitions:\n  cpu: {max_gpu: 0}\n  gpu: {max_gpu: 2}\n")
     try:
         run = wf.snakemake("--profile", "profiles/slurm", "--slurm-init-seconds-before-status-checks", "2",
