@@ -60,6 +60,23 @@ def test_editing_one_members_feature_changes_only_the_group_shots_that_show_it(c
     assert all("white sneakers" in after[i]["prompt"] for i in feet)
 
 
+def test_group_shot_keys_hold_what_the_backend_sends(cfg):
+    """Keys are built as a character's are: the Images API gets no negative prompt, so editing it
+    re-buys no group image; the local diffusers backend renders with it, so its keys change."""
+    from synthlora.plan import pixel_inputs
+
+    members = [("mira", MIRA, DEFAULT_MAPPING), ("ada", ADA, DEFAULT_MAPPING)]
+
+    def keys(generate, negative):
+        plan_cfg = {**cfg["plan"], "negative_prompt": negative}
+        return [s["key"] for s in make_group_plan(members, plan_cfg, generate)["shots"]]
+
+    openai = {**cfg["generate"], "backend": "openai", "model": "gpt-image-2"}
+    assert keys(openai, "blurry") == keys(openai, "extra fingers")
+    assert len(set(keys(openai, "blurry"))) == cfg["plan"]["candidates"]
+    assert keys(cfg["generate"], "blurry") != keys(cfg["generate"], "extra fingers")
+
+
 def candidate(key, figures, vector):
     return {"key": key, "tags": {}, "score": {"decodes": True, "figures": figures, "heads": None}, "vector": vector}
 

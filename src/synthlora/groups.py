@@ -170,7 +170,7 @@ def make_group_plan(members: list[tuple[str, dict, dict]], plan_cfg: dict, gener
     i's tags are drawn as a character's are (poses from plan.group_poses: interaction poses); its
     prompt names each member's place and feature text, so editing one member's feature changes the
     keys of exactly the shots that show it. Pure function of its arguments."""
-    from synthlora.plan import DIMENSIONS, PLACEHOLDER, _value_for, fill_template, pixel_inputs, shot_key
+    from synthlora.plan import DIMENSIONS, PLACEHOLDER, _value_for, fill_template, pixel_inputs, shot_keys
 
     n = int(plan_cfg["candidates"])
     seed = int(plan_cfg["seed"])
@@ -193,9 +193,11 @@ def make_group_plan(members: list[tuple[str, dict, dict]], plan_cfg: dict, gener
         prompt = fill_template(plan_cfg["group_prompt_template"], texts)
         pixels = {**gen_pixels, "prompt": prompt, "negative_prompt": plan_cfg["negative_prompt"],
                   "seed": seed * 1000 + i, "width": int(plan_cfg["width"]), "height": int(plan_cfg["height"])}
-        shots.append({"index": i, "key": shot_key(pixels), "tags": tags, "members": [m[0] for m in members],
-                      **pixels})
-    return {"shots": shots}
+        shots.append({"index": i, "tags": tags, "members": [m[0] for m in members], "pixels": pixels})
+    # keys as a character's shots get them: from what the backend sends (plan.shot_keys)
+    keys = shot_keys([s["pixels"] for s in shots])
+    return {"shots": [{"index": s["index"], "key": key, "tags": s["tags"], "members": s["members"], **s["pixels"]}
+                      for s, key in zip(shots, keys)]}
 
 
 # ---- selection -----------------------------------------------------------------------------------
