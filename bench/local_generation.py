@@ -100,13 +100,7 @@ def main() -> None:
             (root / "shots.json").write_text(json.dumps(shots))
             targets = [f"results/mira/images/{s['key']}.png" for s in shots]
             dry, _ = timed([*sm, *targets, *base, "-n"], root, env)
-            res = {}
-            for label, extra in (("server", "models: {server: true}\n"), ("per job", "models: {server: false}\n")):
-                (root / "config/bench-models.yaml").write_text(extra)
-                for t in targets:
-                    (root / t).unlink(missing_ok=True)
-                wall, cpu = timed([*sm, *targets, *base, "config/bench-models.yaml"], root, env)
-                res[label] = (wall, cpu + stop_servers(root))
+            res = server_and_per_job(sm, targets, base, root, env)
             out = root / "loop"
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
@@ -119,13 +113,7 @@ def main() -> None:
 
         # embed: N images (those of the last setting) through `embed` vs a plain loop
         emb = [f"results/mira/scores/{s['key']}.embedding.json" for s in shots]
-        res = {}
-        for label, extra in (("server", "models: {server: true}\n"), ("per job", "models: {server: false}\n")):
-            (root / "config/bench-models.yaml").write_text(extra)
-            for t in emb:
-                (root / t).unlink(missing_ok=True)
-            wall, cpu = timed([*sm, *emb, *base, "config/bench-models.yaml"], root, env)
-            res[label] = (wall, cpu + stop_servers(root))
+        res = server_and_per_job(sm, emb, base, root, env)
         dry, _ = timed([*sm, *emb, *base, "-n"], root, env)
         res["loop"] = timed([sys.executable, "-c", EMBED_LOOP, str(root / "resources/demo-models/embedder"),
                              str(root / "results/mira/images")], root, env)
@@ -147,6 +135,19 @@ def main() -> None:
           "the planned prompts are longer than CLIP's 75 tokens, which the workflow encodes in chunks "
           "(backends/diffusers_gen.py) and the plain pipeline call truncates, so the pictures differ; the work per image "
           "differs only by those extra text-encoder passes")
+
+
+def server_and_per_job(sm: list[str], targets: list[str], base: list[str], root: Path, env: dict) -> dict:
+    """(wall, CPU) of making ``targets`` anew through the workflow with model servers and with a model
+    load per job; the servers' CPU is added (they are not snakemake's children)."""
+    res = {}
+    for label, extra in (("server", "models: {server: true}\n"), ("per job", "models: {server: false}\n")):
+        (root / "config/bench-models.yaml").write_text(extra)
+        for t in targets:
+            (root / t).unlink(missing_ok=True)
+        wall, cpu = timed([*sm, *targets, *base, "config/bench-models.yaml"], root, env)
+        res[label] = (wall, cpu + stop_servers(root))
+    return res
 
 
 def stop_servers(root: Path) -> float:

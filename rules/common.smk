@@ -97,9 +97,9 @@ def model_input(path):
     """A demo model is built by a rule, so it is an input; ancient() because a shot's key already
     names its model, and rebuilding the demo models must not regenerate every image."""
     demo = {os.path.join(DEMO, name) for name in DEMO_MODELS}
-    paths = [path.rstrip("/")]
+    paths = [path.rstrip(os.sep)]
     if is_single_file(path):  # a checkpoint file needs its components folder (configs, tokenizers) too
-        paths += [config["single_file"][f"{family}_components"].rstrip("/") for family in ("sdxl", "sd15")]
+        paths += [config["single_file"][f"{family}_components"].rstrip(os.sep) for family in ("sdxl", "sd15")]
     return [ancient(p) for p in paths if p in demo]
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import hashlib
 import io
 import json
 import os
@@ -50,6 +49,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import IO, Any, Callable
+
+from synthlora.io import content_hash
 
 DEFAULTS = {"server": True, "server_idle_s": 120, "server_start_s": 1800, "gpu_exclusive": True}
 LOG_DIR = "logs/models"
@@ -222,7 +223,7 @@ def identity(kind: str, spec: dict) -> str:
              "cwd": os.getcwd(), "cwd_inode": os.stat(".").st_ino, "python": sys.executable,
              "package": str(Path(__file__).resolve().parent),
              "slurm_job": os.environ.get("SLURM_JOB_ID", ""), "gpus": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
-    return f"{kind}-" + hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{kind}-" + content_hash(ident)
 
 
 @contextlib.contextmanager

@@ -286,7 +286,7 @@ def _finish(record: dict, batch, client, folder: Path) -> dict:
 
 def _line(record: dict, key: str, folder: Path) -> dict | None:
     path = folder / str(record.get("batch_id")) / f"{key}.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    return read_json(path) if path.exists() else None
 
 
 def _line_result(record: dict, shot: dict, settings: dict, folder: Path):
